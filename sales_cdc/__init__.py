@@ -1,0 +1,1 @@
+"""sales-cdc: a real-time sales CDC pipeline on AWS, orchestrated by Dagster."""

@@ -1,0 +1,62 @@
+"""The `sales-cdc` command: emulator, runtime, demo and query."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sales_cdc.settings import DEFAULT_EMULATOR_PORT, SettingsError
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from sales_cdc.emulator.server import run_emulator
+
+    run_emulator(args.port)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sales_cdc.demo import run_demo
+
+    return run_demo(emulator_port=args.emulator_port, ui_port=args.ui_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sales-cdc", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    emulator = commands.add_parser(
+        "emulator", help="run the embedded AWS emulator (moto server) on 127.0.0.1"
+    )
+    emulator.add_argument(
+        "--port", type=int, default=DEFAULT_EMULATOR_PORT, help="port (default %(default)s)"
+    )
+    emulator.set_defaults(func=_emulator)
+
+    demo = commands.add_parser(
+        "demo", help="start emulator, runtime, provisioning and the Dagster UI (Ctrl-C stops all)"
+    )
+    demo.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
+    demo.add_argument("--ui-port", type=int, default=3000)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"sales-cdc: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the CLI reports, the traceback is not for users
+        from sales_cdc.emulator.server import EmulatorError
+
+        if isinstance(exc, EmulatorError):
+            print(f"sales-cdc: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

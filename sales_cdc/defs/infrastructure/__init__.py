@@ -1,0 +1,1 @@
+"""Provisioning and teardown of the whole AWS stack."""

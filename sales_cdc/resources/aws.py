@@ -1,0 +1,72 @@
+"""AWS access for every asset and op: boto3 clients with botocore retries, and the stack's names."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import boto3
+from botocore.config import Config
+from dagster_aws.utils import ResourceWithBoto3Configuration
+from pydantic import Field, PrivateAttr
+
+from sales_cdc.settings import Settings
+from sales_cdc.stack import Stack
+
+
+class AwsResource(ResourceWithBoto3Configuration):
+    """boto3 clients for the deployment, and the resolved stack (names, ARNs, settings)."""
+
+    env: Literal["local", "aws"] = Field(description="SALES_CDC_ENV: local (emulator) or aws.")
+    prefix: str = Field(description="SALES_CDC_PREFIX: prefixes every AWS resource name.")
+    retry_mode: Literal["standard", "adaptive"] = Field(
+        default="standard", description="botocore retry mode for every client."
+    )
+    _stack: Stack | None = PrivateAttr(default=None)
+    _session: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AwsResource:
+        return cls(
+            env=settings.env,
+            prefix=settings.prefix,
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            max_attempts=10,
+        )
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(
+            env=self.env,
+            prefix=self.prefix,
+            region=self.region_name or "us-east-1",
+            endpoint_url=self.endpoint_url,
+        )
+
+    def boto_config(self) -> Config:
+        return Config(retries={"max_attempts": self.max_attempts, "mode": self.retry_mode})
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for `service`, with the deployment's region, endpoint and retries."""
+        if self._session is None:
+            self._session = boto3.session.Session(
+                profile_name=self.profile_name,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+        return self._session.client(
+            service,
+            region_name=self.region_name,
+            endpoint_url=self.endpoint_url,
+            use_ssl=self.use_ssl,
+            verify=self.verify,
+            config=self.boto_config(),
+        )
+
+    def stack(self) -> Stack:
+        """The stack of this deployment (one STS call for the account id, then cached)."""
+        if self._stack is None:
+            account = self.client("sts").get_caller_identity()["Account"]
+            self._stack = Stack.load(self.settings, account)
+        return self._stack

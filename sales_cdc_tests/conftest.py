@@ -1,0 +1,54 @@
+"""Shared fixtures: one embedded emulator per test session, a fresh prefix per test."""
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from sales_cdc.emulator.server import Emulator, free_port
+from sales_cdc.resources.aws import AwsResource
+from sales_cdc.settings import Settings, load_settings
+
+# Tests never reach real AWS: dummy credentials unless a test opts in explicitly.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_name, None)
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+os.environ.pop("AWS_REGION", None)
+os.environ.setdefault("DAGSTER_HOME", "")
+if not os.environ["DAGSTER_HOME"]:
+    os.environ.pop("DAGSTER_HOME")
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    """The embedded AWS emulator on a free 127.0.0.1 port, stopped after the session."""
+    with Emulator(free_port()) as running:
+        yield running
+
+
+@pytest.fixture
+def local_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Environment of a local deployment with a prefix of its own (tests share one emulator)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("SALES_CDC_ENV", "local")
+    monkeypatch.setenv("SALES_CDC_PREFIX", prefix)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.endpoint)
+    return load_settings()
+
+
+@pytest.fixture
+def aws(local_env: Settings) -> AwsResource:
+    """AwsResource for the test's own deployment (nothing provisioned yet)."""
+    return AwsResource.from_settings(local_env)
+
+
+@pytest.fixture
+def provisioned(aws: AwsResource) -> AwsResource:
+    """A fully provisioned deployment in the emulator."""
+    from sales_cdc.defs.infrastructure.provision import provision_all
+
+    provision_all(aws)
+    return aws
