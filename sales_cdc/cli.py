@@ -15,6 +15,12 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runtime(args: argparse.Namespace) -> int:
+    from sales_cdc.emulator.runtime import run_runtime
+
+    return run_runtime(args)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sales_cdc.demo import run_demo
 
@@ -32,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=DEFAULT_EMULATOR_PORT, help="port (default %(default)s)"
     )
     emulator.set_defaults(func=_emulator)
+
+    runtime = commands.add_parser(
+        "runtime", help="run the pipe and firehose data plane against the emulator (local only)"
+    )
+    runtime.set_defaults(func=_runtime)
 
     demo = commands.add_parser(
         "demo", help="start emulator, runtime, provisioning and the Dagster UI (Ctrl-C stops all)"

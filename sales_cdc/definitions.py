@@ -1,17 +1,18 @@
-"""The sales-cdc Dagster code location: assembles assets, checks, jobs, schedules and sensors."""
-
-from __future__ import annotations
+"""The sales-cdc Dagster code location: assembles each stage's definitions and the resources."""
 
 import dagster as dg
 
-from sales_cdc.defs.infrastructure.jobs import provision_infrastructure, teardown_infrastructure
+from sales_cdc.defs import infrastructure
 from sales_cdc.resources import build_resources
 from sales_cdc.settings import apply_local_credentials, load_settings
 
 settings = load_settings()
 apply_local_credentials(settings)
 
-defs = dg.Definitions(
-    jobs=[provision_infrastructure, teardown_infrastructure],
-    resources=build_resources(settings),
+# One entry per pipeline stage (sales_cdc/defs/<stage>/__init__.py exposes `defs`).
+STAGES = [infrastructure]
+
+defs = dg.Definitions.merge(
+    *(stage.defs for stage in STAGES),
+    dg.Definitions(resources=build_resources(settings)),
 )
