@@ -1,0 +1,36 @@
+"""The landing data in S3: external assets written by Firehose, not by Dagster."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from sales_cdc.settings import load_settings
+from sales_cdc.stack import load_declaration
+
+ORDERS = dg.AssetKey(["dynamodb", "orders"])
+RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
+ERRORS_ORDERS_CDC = dg.AssetKey(["s3", "errors", "orders_cdc"])
+
+_declared = load_declaration(load_settings().env)
+
+raw_orders_cdc = dg.AssetSpec(
+    key=RAW_ORDERS_CDC,
+    deps=[ORDERS],
+    kinds={"s3"},
+    group_name="landing",
+    description=(
+        "CDC landing rows in raw/orders_cdc/year=/month=/day=/hour=/ (GZIP JSON lines), "
+        "delivered by Firehose; recorded by landing_objects_sensor."
+    ),
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=int(_declared["freshness"]["landing_minutes"]))
+    ),
+)
+
+errors_orders_cdc = dg.AssetSpec(
+    key=ERRORS_ORDERS_CDC,
+    deps=[ORDERS],
+    kinds={"s3"},
+    group_name="landing",
+    description="Records Firehose could not transform, in errors/orders_cdc/ (Firehose error shape).",
+)

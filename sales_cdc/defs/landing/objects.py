@@ -1,0 +1,91 @@
+"""Pure summaries of landed objects: landing rows and Firehose error records."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def parse_event_time(value: str) -> datetime:
+    """A landing row's event_time (UTC) as an aware datetime."""
+    return datetime.strptime(value, EVENT_TIME_FORMAT).replace(tzinfo=UTC)
+
+
+@dataclass
+class BatchSummary:
+    """What a batch of new objects under one prefix holds."""
+
+    objects: int = 0
+    records: int = 0
+    bytes: int = 0
+    unreadable_lines: int = 0
+    newest_event_time: datetime | None = None
+    event_days: Counter = field(default_factory=Counter)
+    partitions: set[str] = field(default_factory=set)
+    error_codes: Counter = field(default_factory=Counter)
+    sample_errors: list[str] = field(default_factory=list)
+
+    def lag_seconds(self, now: datetime) -> float | None:
+        if self.newest_event_time is None:
+            return None
+        return round((now - self.newest_event_time).total_seconds(), 3)
+
+
+def partition_of(key: str, prefix: str) -> str:
+    """The hive partition folder of an object key (e.g. year=2026/month=11/day=21/hour=09)."""
+    rest = key[len(prefix) :] if key.startswith(prefix) else key
+    return "/".join(part for part in rest.split("/")[:-1] if "=" in part)
+
+
+def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes) -> None:
+    """Count the landing rows of one GZIP object; note event time and days."""
+    summary.objects += 1
+    summary.bytes += len(body)
+    summary.partitions.add(partition_of(key, prefix))
+    for line in gzip.decompress(body).splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            event_time = parse_event_time(row["event_time"])
+        except (ValueError, KeyError, TypeError):
+            summary.unreadable_lines += 1
+            continue
+        summary.records += 1
+        summary.event_days[event_time.date().isoformat()] += 1
+        if summary.newest_event_time is None or event_time > summary.newest_event_time:
+            summary.newest_event_time = event_time
+
+
+def add_error_object(
+    summary: BatchSummary, key: str, prefix: str, body: bytes, samples: int = 3
+) -> None:
+    """Count Firehose error records of one GZIP object and keep a few reasons."""
+    summary.objects += 1
+    summary.bytes += len(body)
+    summary.partitions.add(partition_of(key, prefix))
+    for line in gzip.decompress(body).splitlines():
+        if not line.strip():
+            continue
+        summary.records += 1
+        try:
+            record = json.loads(line)
+            code = str(record.get("errorCode", "unknown"))
+            message = str(record.get("errorMessage", ""))
+        except (ValueError, AttributeError):
+            summary.unreadable_lines += 1
+            code, message = "unreadable", line[:200].decode(errors="replace")
+        summary.error_codes[code] += 1
+        if len(summary.sample_errors) < samples:
+            summary.sample_errors.append(f"{code}: {message}"[:300])
+
+
+def error_rate(landed_records: int, error_records: int) -> float:
+    """Share of delivered records that went to the error prefix."""
+    total = landed_records + error_records
+    return error_records / total if total else 0.0
