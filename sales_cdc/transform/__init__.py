@@ -1,0 +1,1 @@
+"""Firehose transform Lambda: DynamoDB stream records from Kinesis to landing rows (stdlib)."""
