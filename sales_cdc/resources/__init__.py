@@ -7,6 +7,7 @@ from typing import Any
 from dagster_aws.s3 import S3Resource
 
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.crawler import EmbeddedCrawlerResource, GlueCrawlerResource
 from sales_cdc.settings import Settings
 
 
@@ -19,4 +20,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             region_name=settings.region, endpoint_url=settings.endpoint_url, max_attempts=10
         ),
     }
+    resources["crawler"] = (
+        EmbeddedCrawlerResource(aws=aws) if settings.is_local else GlueCrawlerResource(aws=aws)
+    )
     return resources
