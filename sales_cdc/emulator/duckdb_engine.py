@@ -1,0 +1,479 @@
+"""Athena's stand-in: Athena SQL run by an in-process DuckDB over the tables of the Glue catalog.
+
+A query is parsed in Athena's dialect (sqlglot), every table it names is resolved through the Glue
+catalog (location, columns, partition keys, SerDe) and read from S3 with pyarrow: JSON with an
+explicit schema built from the cataloged Hive types (a column a file lacks is NULL, types are the
+cataloged ones), Parquet as Parquet. Partitions are pruned by the query's equality / IN filters on
+partition columns, so a per-day query reads only that day's objects. The data is registered into
+DuckDB under the table's name and the query, transpiled to DuckDB's dialect, runs there.
+
+Writes are Parquet under `<curated>/<table>/<run id>/<key>=<value>/`, a fresh folder per run; the
+Glue table (or the replaced partitions) is switched to it only once every file is written, and the
+previous files are deleted after the switch. A failure while writing leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+import sqlglot
+from sqlglot import exp
+
+JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
+READ_THREADS = 4
+
+
+class EngineError(RuntimeError):
+    """A query cannot run on the embedded engine; the message says which table or file and why."""
+
+
+class Catalog(Protocol):
+    """What the engine needs of the Glue catalog (sales_cdc.resources.lake_catalog.LakeCatalog)."""
+
+    def get_table(self, name: str) -> dict[str, Any] | None: ...
+
+    def get_partitions(self, name: str) -> list[dict[str, Any]]: ...
+
+    def publish(self, name: str, **kwargs: Any) -> list[str]: ...
+
+
+# -- Hive <-> Arrow types -------------------------------------------------------------------
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "<(":
+            depth += 1
+        elif char in ">)":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+_SIMPLE_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "varchar": pa.string(),
+    "char": pa.string(),
+    "bigint": pa.int64(),
+    "int": pa.int32(),
+    "integer": pa.int32(),
+    "smallint": pa.int16(),
+    "tinyint": pa.int8(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "binary": pa.binary(),
+}
+
+
+def hive_to_arrow(hive_type: str) -> pa.DataType:
+    """The Arrow type of a Glue/Hive column type (string, bigint, decimal(18,2), struct<...>…)."""
+    text = hive_type.strip().lower()
+    base = re.split(r"[<(]", text, maxsplit=1)[0].strip()
+    if base in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[base]
+    if base == "decimal":
+        match = re.match(r"decimal\((\d+)\s*,\s*(\d+)\)", text)
+        precision, scale = (int(match.group(1)), int(match.group(2))) if match else (10, 0)
+        return pa.decimal128(precision, scale)
+    if base == "array":
+        return pa.list_(hive_to_arrow(text[len("array<") : -1]))
+    if base == "map":
+        key, value = _split_top_level(text[len("map<") : -1])
+        return pa.map_(hive_to_arrow(key), hive_to_arrow(value))
+    if base == "struct":
+        fields = []
+        for part in _split_top_level(text[len("struct<") : -1]):
+            name, _, inner = part.partition(":")
+            fields.append(pa.field(name.strip(), hive_to_arrow(inner)))
+        return pa.struct(fields)
+    raise EngineError(f"Hive type {hive_type!r} is not supported by the embedded engine.")
+
+
+def arrow_to_hive(data_type: pa.DataType) -> str:
+    """The Glue/Hive column type Athena shows for an Arrow type written to Parquet."""
+    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
+        return "string"
+    if pa.types.is_decimal(data_type):
+        return f"decimal({data_type.precision},{data_type.scale})"
+    if pa.types.is_timestamp(data_type):
+        return "timestamp"
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        return f"array<{arrow_to_hive(data_type.value_type)}>"
+    if pa.types.is_struct(data_type):
+        inner = ",".join(f"{f.name}:{arrow_to_hive(f.type)}" for f in data_type)
+        return f"struct<{inner}>"
+    names = {
+        pa.int64(): "bigint",
+        pa.int32(): "int",
+        pa.int16(): "smallint",
+        pa.int8(): "tinyint",
+        pa.float64(): "double",
+        pa.float32(): "float",
+        pa.bool_(): "boolean",
+        pa.date32(): "date",
+        pa.binary(): "binary",
+    }
+    if data_type in names:
+        return names[data_type]
+    if pa.types.is_null(data_type):
+        return "string"
+    raise EngineError(f"Arrow type {data_type} has no Hive type the catalog could hold.")
+
+
+def fs_path(uri: str) -> str:
+    """The pyarrow filesystem path of a catalog location (s3://b/k -> b/k, file:///p -> /p)."""
+    if uri.startswith("s3://") or uri.startswith("s3a://"):
+        return uri.split("://", 1)[1].rstrip("/")
+    if uri.startswith("file://"):
+        return uri[len("file://") :].rstrip("/") or "/"
+    raise EngineError(f"Location {uri!r} is neither s3:// nor file://.")
+
+
+@dataclass
+class ReadStats:
+    """What one query read: objects and their sizes (the figure Athena bills: DataScannedInBytes)."""
+
+    bytes_scanned: int = 0
+    files: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class WriteOutcome:
+    """What a write produced."""
+
+    rows: int
+    bytes_scanned: int
+    bytes_written: int
+    location: str
+    partitions: list[tuple[str, ...]]
+    stale_locations: list[str]
+
+
+# -- partition pruning ------------------------------------------------------------------------
+def _literal_values(node: exp.Expression) -> list[str] | None:
+    if isinstance(node, exp.Literal):
+        return [node.this]
+    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
+        return [node.this.this]
+    return None
+
+
+def partition_filters_of(select: exp.Select) -> dict[str, set[str]]:
+    """{column: allowed values} from the AND-ed `col = 'v'` / `col IN (...)` of a WHERE."""
+    where = select.args.get("where")
+    if where is None:
+        return {}
+    filters: dict[str, set[str]] = {}
+    for conjunct in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        column, values = None, None
+        if isinstance(conjunct, exp.EQ):
+            left, right = conjunct.this, conjunct.expression
+            if isinstance(right, exp.Column):
+                left, right = right, left
+            if isinstance(left, exp.Column):
+                column, values = left.name.lower(), _literal_values(right)
+        elif isinstance(conjunct, exp.In) and isinstance(conjunct.this, exp.Column):
+            found = [_literal_values(e) for e in conjunct.expressions]
+            if found and all(found) and not conjunct.args.get("query"):
+                column = conjunct.this.name.lower()
+                values = [v for vs in found if vs for v in vs]
+        if column and values is not None:
+            allowed = set(values)
+            filters[column] = filters[column] & allowed if column in filters else allowed
+    return filters
+
+
+def _pruning_for(table: exp.Table) -> dict[str, set[str]]:
+    """Filters that may prune `table`: those of the SELECT it is the only source of."""
+    select = table.find_ancestor(exp.Select)
+    if select is None:
+        return {}
+    sources = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select]
+    if len(sources) != 1 or select.args.get("joins"):
+        return {}
+    return partition_filters_of(select)
+
+
+class DuckDBEngine:
+    """Athena SQL over Glue-cataloged S3 data, executed by an in-process DuckDB."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        filesystem: pafs.FileSystem,
+        curated_location: str | None = None,
+        read_threads: int = READ_THREADS,
+    ) -> None:
+        self.catalog = catalog
+        self.filesystem = filesystem
+        self.curated_location = curated_location.rstrip("/") + "/" if curated_location else None
+        self.read_threads = read_threads
+
+    # -- reading -------------------------------------------------------------------------------
+    def _objects(self, location: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(fs_path(location), allow_not_found=True, recursive=True)
+        files = [
+            info
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.size
+            and not info.base_name.startswith(("_", "."))
+        ]
+        return sorted(files, key=lambda info: info.path)
+
+    def _read_json(self, info: pafs.FileInfo, schema: pa.Schema, gzip: bool) -> pa.Table:
+        compression = "gzip" if gzip or info.path.endswith(".gz") else None
+        options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        try:
+            with self.filesystem.open_input_stream(info.path, compression=compression) as stream:
+                table = pajson.read_json(stream, parse_options=options)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
+        return table.select(schema.names)
+
+    def _read_parquet(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
+        table = pq.read_table(info.path, filesystem=self.filesystem)
+        columns = []
+        for fld in schema:
+            if fld.name in table.column_names:
+                columns.append(table[fld.name].cast(fld.type))
+            else:
+                columns.append(pa.nulls(table.num_rows, fld.type))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+    def read_table(
+        self,
+        name: str,
+        partition_filter: Mapping[str, str | Iterable[str]] | None = None,
+        optional_columns: Mapping[str, str] | None = None,
+        stats: ReadStats | None = None,
+    ) -> pa.Table:
+        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows."""
+        table = self.catalog.get_table(name)
+        if table is None:
+            raise EngineError(
+                f"Table {name!r} is not in the Glue catalog. Run the crawler (raw tables) or "
+                "materialize the asset that writes it."
+            )
+        descriptor = table["StorageDescriptor"]
+        columns = [(c["Name"].lower(), c["Type"]) for c in descriptor.get("Columns", [])]
+        keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
+        known = {c for c, _ in columns} | set(keys)
+        for column, hive_type in (optional_columns or {}).items():
+            if column.lower() not in known:
+                columns.append((column.lower(), hive_type))
+        schema = pa.schema([pa.field(c, hive_to_arrow(t)) for c, t in columns])
+
+        allowed = {
+            k.lower(): {v} if isinstance(v, str) else set(v)
+            for k, v in (partition_filter or {}).items()
+        }
+        if keys:
+            sources = [
+                (tuple(p["Values"]), p["StorageDescriptor"]["Location"])
+                for p in self.catalog.get_partitions(name)
+            ]
+            sources = [
+                (values, loc)
+                for values, loc in sources
+                if all(values[i] in allowed[k] for i, k in enumerate(keys) if k in allowed)
+            ]
+        else:
+            sources = [((), descriptor["Location"])]
+
+        serde = (descriptor.get("SerdeInfo") or {}).get("SerializationLibrary", "")
+        parameters = table.get("Parameters") or {}
+        is_json = serde in JSON_SERDES or parameters.get("classification") == "json"
+        gzip = parameters.get("compressionType", "").lower() == "gzip"
+        if not is_json and "parquet" not in serde.lower() + parameters.get("classification", ""):
+            raise EngineError(
+                f"Table {name!r} has SerDe {serde!r}: only JSON and Parquet are read."
+            )
+
+        work = [(values, info) for values, loc in sources for info in self._objects(loc)]
+
+        def read(item: tuple[tuple[str, ...], pafs.FileInfo]) -> pa.Table:
+            values, info = item
+            data = (
+                self._read_json(info, schema, gzip) if is_json else self._read_parquet(info, schema)
+            )
+            for key, value in zip(keys, values, strict=True):
+                data = data.append_column(key, pa.array([value] * data.num_rows, pa.string()))
+            return data
+
+        with concurrent.futures.ThreadPoolExecutor(self.read_threads) as pool:
+            parts = list(pool.map(read, work))
+        full_schema = schema
+        for key in keys:
+            full_schema = full_schema.append(pa.field(key, pa.string()))
+        result = pa.concat_tables(parts) if parts else full_schema.empty_table()
+        if stats is not None:
+            size = sum(info.size for _, info in work)
+            stats.bytes_scanned += size
+            stats.files += len(work)
+            stats.tables[name] = stats.tables.get(name, 0) + size
+        return result
+
+    # -- querying ------------------------------------------------------------------------------
+    def transpile(self, sql: str) -> tuple[str, list[tuple[str, str, dict[str, set[str]]]]]:
+        """DuckDB SQL for Athena SQL, and the (catalog table, registered name, filters) it reads."""
+        try:
+            tree = sqlglot.parse_one(sql, read="athena")
+        except sqlglot.errors.ParseError as exc:
+            raise EngineError(f"The query is not valid Athena SQL: {exc}") from exc
+        ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+        reads: list[tuple[str, str, dict[str, set[str]]]] = []
+        for i, table in enumerate(list(tree.find_all(exp.Table))):
+            name = table.name.lower()
+            if not name or (name in ctes and not table.db):
+                continue
+            registered = f"__t{i}_{name}"
+            reads.append((name, registered, _pruning_for(table)))
+            alias = table.alias or name
+            table.replace(exp.to_table(registered).as_(alias))
+        return tree.sql(dialect="duckdb"), reads
+
+    def query_arrow(
+        self,
+        sql: str,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+        partition_filters: Mapping[str, Mapping[str, str | Iterable[str]]] | None = None,
+    ) -> tuple[pa.Table, ReadStats]:
+        """Run one Athena SQL statement; its result as Arrow and what it read."""
+        duck_sql, reads = self.transpile(sql)
+        stats = ReadStats()
+        connection = duckdb.connect()
+        try:
+            connection.execute("SET TimeZone = 'UTC'")
+            for name, registered, pruning in reads:
+                wanted = {k: set(v) for k, v in pruning.items()}
+                for key, values in ((partition_filters or {}).get(name) or {}).items():
+                    extra = {values} if isinstance(values, str) else set(values)
+                    wanted[key] = wanted[key] & extra if key in wanted else extra
+                data = self.read_table(
+                    name, wanted, (optional_columns or {}).get(name), stats=stats
+                )
+                connection.register(registered, data)
+            try:
+                result = connection.sql(duck_sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise EngineError(f"DuckDB could not run the query: {exc}\n{duck_sql}") from exc
+        finally:
+            connection.close()
+        return result, stats
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_table(
+        self,
+        name: str,
+        select_sql: str,
+        partitioned_by: Sequence[str] = (),
+        replace_partitions: Iterable[Sequence[str]] | None = None,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+        parameters: Mapping[str, str] | None = None,
+    ) -> WriteOutcome:
+        """Materialize `select_sql` as Parquet table `name`: all of it, or only some partitions."""
+        if self.curated_location is None:
+            raise EngineError("This engine has no curated location to write tables to.")
+        data, stats = self.query_arrow(select_sql, optional_columns)
+        keys = [k.lower() for k in partitioned_by]
+        missing = [k for k in keys if k not in data.column_names]
+        if missing:
+            raise EngineError(f"The query for {name!r} has no partition column(s) {missing}.")
+        replace = None if replace_partitions is None else {tuple(v) for v in replace_partitions}
+        for key in keys:
+            data = data.set_column(
+                data.column_names.index(key), key, pc.cast(data[key], pa.string())
+            )
+        if replace is not None and keys:
+            mask = pc.is_in(
+                pc.binary_join_element_wise(*[data[k] for k in keys], "\x1f"),
+                value_set=pa.array(["\x1f".join(v) for v in replace]),
+            )
+            data = data.filter(mask)
+
+        table_location = f"{self.curated_location}{name}/"
+        run = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        run_location = f"{table_location}run={run}/"
+        body = data.drop_columns(keys)
+        columns = [{"Name": f.name, "Type": arrow_to_hive(f.type)} for f in body.schema]
+        written = 0
+        partitions: dict[tuple[str, ...], str] = {}
+        try:
+            if keys:
+                groups = data.group_by(keys, use_threads=False).aggregate([]).to_pylist()
+                for group in sorted(groups, key=lambda g: [g[k] for k in keys]):
+                    values = tuple(group[k] for k in keys)
+                    if any(v is None for v in values):
+                        raise EngineError(
+                            f"{name}: NULL partition value in {dict(zip(keys, values, strict=True))}."
+                        )
+                    mask = (
+                        pc.and_kleene(
+                            *[pc.equal(data[k], v) for k, v in zip(keys, values, strict=True)]
+                        )
+                        if len(keys) > 1
+                        else pc.equal(data[keys[0]], values[0])
+                    )
+                    folder = (
+                        run_location
+                        + "/".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
+                        + "/"
+                    )
+                    written += self._write_file(body.filter(mask), folder)
+                    partitions[values] = folder
+            else:
+                written += self._write_file(body, run_location)
+            stale = self.catalog.publish(
+                name,
+                columns=columns,
+                partition_keys=keys,
+                table_location=table_location,
+                run_location=run_location,
+                partitions=partitions,
+                replace_partitions=replace,
+                parameters=parameters,
+            )
+        except BaseException:
+            self._delete(run_location)
+            raise
+        for location in stale:
+            if location.startswith(table_location):
+                self._delete(location)
+        return WriteOutcome(
+            rows=data.num_rows,
+            bytes_scanned=stats.bytes_scanned,
+            bytes_written=written,
+            location=run_location,
+            partitions=sorted(partitions),
+            stale_locations=stale,
+        )
+
+    def _write_file(self, data: pa.Table, folder: str) -> int:
+        path = fs_path(folder) + "/part-00000.parquet"
+        pq.write_table(data, path, filesystem=self.filesystem, compression="snappy")
+        return self.filesystem.get_file_info(path).size
+
+    def _delete(self, location: str) -> None:
+        try:
+            self.filesystem.delete_dir(fs_path(location))
+        except (FileNotFoundError, OSError):
+            pass

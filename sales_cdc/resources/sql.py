@@ -1,0 +1,75 @@
+"""The Athena-dialect SQL files of sales_cdc/sql/: loading, parameter binding, declared columns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+# A file declares the columns it reads that a table may not have cataloged yet, e.g.
+#   -- optional: orders_cdc.discount double
+# Both engines then see the column as NULL of that type while the catalog lacks it (the crawler
+# only catalogs attributes it has seen, and `discount` appears with the first discounted order).
+_OPTIONAL = re.compile(r"^\s*--\s*optional:\s*(\w+)\.(\w+)\s+(.+?)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"%\((\w+)\)s")
+
+
+class SqlError(ValueError):
+    """A SQL file is missing or a query's parameters do not fit."""
+
+
+def sql_names() -> list[str]:
+    """The names of every .sql file in sales_cdc/sql/ (without the suffix)."""
+    return sorted(path.stem for path in SQL_DIR.glob("*.sql"))
+
+
+def read_sql(name: str) -> str:
+    """The text of sales_cdc/sql/<name>.sql."""
+    path = SQL_DIR / f"{name}.sql"
+    if not path.exists():
+        raise SqlError(
+            f"No SQL file {path}. Known files: {', '.join(sql_names()) or 'none'}; "
+            "add the query as sales_cdc/sql/<name>.sql."
+        )
+    return path.read_text()
+
+
+def optional_columns(sql: str) -> dict[str, dict[str, str]]:
+    """{table: {column: hive type}} declared by `-- optional: table.column type` lines."""
+    declared: dict[str, dict[str, str]] = {}
+    for table, column, hive_type in _OPTIONAL.findall(sql):
+        declared.setdefault(table.lower(), {})[column.lower()] = hive_type.lower()
+    return declared
+
+
+def literal(value: Any) -> str:
+    """`value` as a SQL literal that Athena (Trino) and DuckDB read the same way."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, list | tuple):
+        if not value:
+            raise SqlError("An empty list cannot be bound as a SQL parameter (IN () is invalid).")
+        return ", ".join(literal(item) for item in value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bind(sql: str, params: Mapping[str, Any] | None = None) -> str:
+    """Substitute `%(name)s` placeholders with literals (lists become `a, b, c` for IN (...))."""
+    params = params or {}
+    missing = sorted({name for name in _PARAM.findall(sql) if name not in params})
+    if missing:
+        raise SqlError(f"The query needs parameters {missing}; pass them in params={{...}}.")
+    return _PARAM.sub(lambda match: literal(params[match.group(1)]), sql)

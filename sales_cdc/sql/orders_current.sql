@@ -1,0 +1,49 @@
+-- orders_current: one row per live order, the CDC projection of the raw log orders_cdc.
+-- For each order_id the event with the greatest sequence_number (a digits string, compared as a
+-- number) among the de-duplicated events wins; the order is absent when that event is a REMOVE.
+-- A full rebuild over the whole log, so late and out-of-order events can never resurrect a
+-- deleted order. Partition column order_date comes last (Athena CTAS rule).
+-- `discount` is cataloged only once a discounted order has landed; until then it reads as NULL:
+-- optional: orders_cdc.discount double
+WITH events AS (
+    SELECT
+        *,
+        CAST(sequence_number AS DECIMAL(38, 0)) AS seq,
+        ROW_NUMBER() OVER (
+            PARTITION BY event_id ORDER BY CAST(sequence_number AS DECIMAL(38, 0))
+        ) AS copy_number
+    FROM orders_cdc
+),
+ranked AS (
+    SELECT
+        *,
+        ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY seq DESC, event_id) AS recency
+    FROM events
+    WHERE copy_number = 1 AND order_id IS NOT NULL
+)
+SELECT
+    order_id,
+    customer_id,
+    customer_name,
+    customer_city,
+    customer_country,
+    product_id,
+    product_name,
+    category,
+    quantity,
+    CAST(unit_price AS DECIMAL(18, 2)) AS unit_price,
+    CAST(discount AS DECIMAL(18, 2)) AS discount,
+    CAST(total_amount AS DECIMAL(18, 2)) AS total_amount,
+    currency,
+    payment_method,
+    channel,
+    status,
+    CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP) AS created_at,
+    CAST(from_iso8601_timestamp(updated_at) AS TIMESTAMP) AS updated_at,
+    version,
+    event_id AS last_event_id,
+    seq AS last_sequence_number,
+    CAST(event_time AS TIMESTAMP) AS last_event_time,
+    date_format(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP), '%Y-%m-%d') AS order_date
+FROM ranked
+WHERE recency = 1 AND NOT COALESCE(is_deleted, event_name = 'REMOVE')
