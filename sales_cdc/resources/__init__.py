@@ -8,6 +8,7 @@ from dagster_aws.s3 import S3Resource
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import EmbeddedCrawlerResource, GlueCrawlerResource
+from sales_cdc.resources.query import AthenaQueryEngine, DuckDBQueryEngine
 from sales_cdc.settings import Settings
 
 
@@ -22,5 +23,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     }
     resources["crawler"] = (
         EmbeddedCrawlerResource(aws=aws) if settings.is_local else GlueCrawlerResource(aws=aws)
+    )
+    resources["query_engine"] = (
+        DuckDBQueryEngine(aws=aws) if settings.is_local else AthenaQueryEngine(aws=aws)
     )
     return resources
