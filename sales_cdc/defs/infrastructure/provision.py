@@ -473,9 +473,14 @@ def ensure_cdc_pipe(aws: AwsResource, stack: Stack) -> Outcome:
     else:
         drift = [
             key
-            for key in ("Target", "RoleArn", "SourceParameters", "TargetParameters")
+            for key in ("Target", "RoleArn", "TargetParameters")
             if not _json_equal(current.get(key), wanted[key])
         ]
+        # StartingPosition only applies when a pipe is created; the batch settings can change.
+        have = current.get("SourceParameters", {}).get("DynamoDBStreamParameters", {})
+        want = wanted["SourceParameters"]["DynamoDBStreamParameters"]
+        if any(have.get(k) != want[k] for k in ("BatchSize", "MaximumBatchingWindowInSeconds")):
+            drift.append("SourceParameters")
         if current.get("DesiredState") != "RUNNING":
             drift.append("DesiredState")
         if drift:

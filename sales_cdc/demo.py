@@ -1,0 +1,253 @@
+"""`sales-cdc demo`: emulator, provisioning, local runtime and the Dagster UI, started in order.
+
+Every process is started the way a user would start it (the same commands as in the README);
+Ctrl-C or SIGTERM stops all of them, newest first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from sales_cdc.settings import SettingsError, load_settings
+from sales_cdc.stack import REPO_ROOT
+
+DEMO_DIR = REPO_ROOT / ".demo"
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: "sales_cdc/lake"
+        limit: 1
+"""
+
+
+class DemoError(RuntimeError):
+    """The demo could not start."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+    log: IO[bytes]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_http(url: str, timeout: float, child: Child) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise DemoError(
+                f"{child.name} exited with code {child.process.returncode}:\n{_tail(child)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    raise DemoError(f"{child.name} did not answer on {url} within {timeout:.0f}s:\n{_tail(child)}")
+
+
+def _tail(child: Child, lines: int = 30) -> str:
+    child.log.flush()
+    text = child.log_path.read_text(errors="replace").splitlines()
+    return "\n".join(f"  {line}" for line in text[-lines:])
+
+
+class Demo:
+    """The processes of the local demo, started in order and stopped in reverse."""
+
+    def __init__(self, emulator_port: int, ui_port: int) -> None:
+        self.emulator_port = emulator_port
+        self.ui_port = ui_port
+        self.children: list[Child] = []
+        self.endpoint = f"http://127.0.0.1:{emulator_port}"
+        self.home = DEMO_DIR / "dagster_home"
+        self.logs = DEMO_DIR / "logs"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "SALES_CDC_ENV": "local",
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "DAGSTER_HOME": str(self.home),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        env.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        return env
+
+    def start(self, name: str, args: list[str]) -> Child:
+        log_path = self.logs / f"{name}.log"
+        log = log_path.open("ab")
+        process = subprocess.Popen(
+            args,
+            cwd=REPO_ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        child = Child(name, process, log_path, log)
+        self.children.append(child)
+        print(
+            f"  started {name} (pid {process.pid}, log {log_path.relative_to(REPO_ROOT)})",
+            flush=True,
+        )
+        return child
+
+    def prepare(self) -> None:
+        settings = load_settings(
+            {**os.environ, "AWS_ENDPOINT_URL": self.endpoint, "SALES_CDC_ENV": "local"}
+        )
+        if os.environ.get("SALES_CDC_ENV", "local") != "local":
+            raise SettingsError(
+                f"SALES_CDC_ENV={os.environ['SALES_CDC_ENV']!r}: the demo runs the embedded stack "
+                "only. Unset SALES_CDC_ENV (or set it to local)."
+            )
+        for port, what, flag in (
+            (self.emulator_port, "emulator", "--emulator-port"),
+            (self.ui_port, "Dagster UI", "--ui-port"),
+        ):
+            if not _port_free(port):
+                raise DemoError(
+                    f"Port {port} on 127.0.0.1 is in use, the {what} needs it. Stop what listens "
+                    f"there or choose another: sales-cdc demo {flag} <N>."
+                )
+        # Emulator state lives in memory: start Dagster's history afresh with it.
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.home.mkdir(parents=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text(DAGSTER_YAML)
+        print(f"sales-cdc demo (prefix {settings.prefix!r}, region {settings.region})", flush=True)
+
+    def run(self) -> int:
+        self.prepare()
+        python = sys.executable
+        dagster = str(Path(python).with_name("dagster"))
+        emulator = self.start(
+            "emulator",
+            [python, "-m", "sales_cdc.cli", "emulator", "--port", str(self.emulator_port)],
+        )
+        _wait_http(f"{self.endpoint}/moto-api/data.json", 60, emulator)
+
+        print("  provisioning the stack (provision_infrastructure)...", flush=True)
+        provision = self.start(
+            "provision",
+            [
+                dagster,
+                "job",
+                "execute",
+                "-m",
+                "sales_cdc.definitions",
+                "-j",
+                "provision_infrastructure",
+            ],
+        )
+        if provision.process.wait() != 0:
+            raise DemoError(f"provision_infrastructure failed:\n{_tail(provision)}")
+        self.children.remove(provision)
+
+        self.start("runtime", [python, "-m", "sales_cdc.cli", "runtime"])
+        ui = self.start(
+            "dagster",
+            [
+                dagster,
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.ui_port),
+            ],
+        )
+        _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
+        print(
+            f"\nDagster UI: http://127.0.0.1:{self.ui_port}  (asset graph: "
+            f"http://127.0.0.1:{self.ui_port}/asset-groups)\n"
+            f"Emulator:   {self.endpoint}  (export AWS_ENDPOINT_URL={self.endpoint})\n"
+            "The generator schedule, landing sensor and crawler schedule are running.\n"
+            "Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        return self.supervise()
+
+    def supervise(self) -> int:
+        while True:
+            for child in self.children:
+                if child.process.poll() is not None:
+                    print(
+                        f"\n{child.name} exited with code {child.process.returncode}:\n{_tail(child)}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(1)
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                try:
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        deadline = time.monotonic() + 20
+        for child in reversed(self.children):
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+            print(f"  stopped {child.name}", flush=True)
+            child.log.close()
+        self.children.clear()
+
+
+def run_demo(emulator_port: int, ui_port: int) -> int:
+    """Run the demo until Ctrl-C / SIGTERM; return the exit code."""
+    demo = Demo(emulator_port, ui_port)
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        print("\nstopping the demo...", flush=True)
+        return 0
+    except DemoError as exc:
+        print(f"sales-cdc demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        demo.stop()
