@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     runtime = commands.add_parser(
         "runtime", help="run the pipe and firehose data plane against the emulator (local only)"
     )
+    from sales_cdc.emulator.runtime import add_arguments as add_runtime_arguments
+
+    add_runtime_arguments(runtime)
     runtime.set_defaults(func=_runtime)
 
     demo = commands.add_parser(
