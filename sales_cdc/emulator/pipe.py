@@ -89,10 +89,7 @@ def _image(image: dict[str, Any]) -> dict[str, Any]:
 
 
 def _epoch_seconds(value: Any) -> int | float:
-    if isinstance(value, datetime):
-        seconds = round(value.timestamp(), 6)
-    else:
-        seconds = float(value)
+    seconds = round(value.timestamp(), 6) if isinstance(value, datetime) else float(value)
     return int(seconds) if seconds == int(seconds) else seconds
 
 

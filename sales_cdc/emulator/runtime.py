@@ -207,19 +207,18 @@ class Runtime:
         deliveries = self.delivery_configs()
         self._reconcile(self.pipes, pipes, self._start_pipe, "pipe")
         self._reconcile(self.deliveries, deliveries, self._start_delivery, "delivery stream")
-        if not pipes or not deliveries:
-            if time.monotonic() - self._last_waiting_log > 30:
-                missing = [
-                    what
-                    for what, found in (("pipe", pipes), ("delivery stream", deliveries))
-                    if not found
-                ]
-                log.info(
-                    "waiting for provision_infrastructure: no running %s for prefix %s yet",
-                    " and no ".join(missing),
-                    self.settings.prefix,
-                )
-                self._last_waiting_log = time.monotonic()
+        if (not pipes or not deliveries) and time.monotonic() - self._last_waiting_log > 30:
+            missing = [
+                what
+                for what, found in (("pipe", pipes), ("delivery stream", deliveries))
+                if not found
+            ]
+            log.info(
+                "waiting for provision_infrastructure: no running %s for prefix %s yet",
+                " and no ".join(missing),
+                self.settings.prefix,
+            )
+            self._last_waiting_log = time.monotonic()
 
     def _reconcile(
         self,
