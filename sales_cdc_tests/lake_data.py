@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import uuid
@@ -126,10 +127,8 @@ def catalog_raw_table(
         "PartitionKeys": [{"Name": k, "Type": "string"} for k in PARTITION_KEYS],
         "StorageDescriptor": descriptor,
     }
-    try:
+    with contextlib.suppress(glue.exceptions.EntityNotFoundException):
         glue.delete_table(DatabaseName=stack.database, Name=stack.raw_table)
-    except glue.exceptions.EntityNotFoundException:
-        pass
     glue.create_table(DatabaseName=stack.database, TableInput=table_input)
     if not with_partitions:
         return

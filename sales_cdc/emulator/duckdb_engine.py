@@ -15,6 +15,7 @@ previous files are deleted after the switch. A failure while writing leaves the 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import re
 import uuid
@@ -473,7 +474,5 @@ class DuckDBEngine:
         return self.filesystem.get_file_info(path).size
 
     def _delete(self, location: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError, OSError):
             self.filesystem.delete_dir(fs_path(location))
-        except (FileNotFoundError, OSError):
-            pass

@@ -1,0 +1,232 @@
+"""athena/orders_current on the embedded engine: CDC edge cases, checks and reconciliation."""
+
+import json
+from decimal import Decimal
+
+import dagster as dg
+import pytest
+
+from sales_cdc.defs.lake.projection import (
+    ASSET_CHECKS,
+    orders_current,
+    orders_current_matches_dynamodb,
+)
+from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc_tests.lake_data import RAW_COLUMNS, catalog_raw_table, event, land, setup_lake
+
+
+@pytest.fixture
+def lake(aws: AwsResource) -> AwsResource:
+    setup_lake(aws)
+    return aws
+
+
+def materialize(aws: AwsResource, checks: bool = False) -> dg.ExecuteInProcessResult:
+    assets = [orders_current, *(ASSET_CHECKS if checks else [])]
+    return dg.materialize(
+        assets,
+        resources={"aws": aws, "query_engine": DuckDBQueryEngine(aws=aws)},
+        raise_on_error=False,
+    )
+
+
+def current(aws: AwsResource) -> dict[str, dict]:
+    rows = DuckDBQueryEngine(aws=aws).query("SELECT * FROM orders_current").dicts()
+    return {r["order_id"]: r for r in rows}
+
+
+def metadata(result: dg.ExecuteInProcessResult) -> dict:
+    (mat,) = result.asset_materializations_for_node("athena__orders_current")
+    return {k: v.value for k, v in mat.metadata.items()}
+
+
+def test_duplicates_out_of_order_late_events_and_reinsert(lake: AwsResource) -> None:
+    dup = event("a", 30, status="SHIPPED", event_id="e-a-30")
+    land(lake, [event("a", 10, "INSERT"), dup, event("b", 5, "INSERT")], hour="2026/03/01/10")
+    # out of order across files: a's seq 20 lands after seq 30, and seq 30 lands again
+    land(lake, [event("a", 20, status="PAID"), dup], hour="2026/03/01/11")
+    # b removed at 40, then a late MODIFY with a smaller sequence number arrives
+    land(lake, [event("b", 40, "REMOVE")], hour="2026/03/01/12")
+    land(lake, [event("b", 35, status="PAID")], hour="2026/03/01/13")
+    # c removed, then re-inserted with a higher sequence number
+    land(
+        lake,
+        [
+            event("c", 1, "INSERT"),
+            event("c", 2, "REMOVE"),
+            event("c", 3, "INSERT", created_at="2026-03-02T08:00:00.000000Z", total=7.125),
+        ],
+        hour="2026/03/01/14",
+    )
+    catalog_raw_table(lake)
+
+    result = materialize(lake)
+    assert result.success
+    rows = current(lake)
+    assert set(rows) == {"a", "c"}
+    assert rows["a"]["status"] == "SHIPPED" and rows["a"]["last_event_id"] == "e-a-30"
+    assert rows["a"]["last_sequence_number"] == Decimal(30)
+    assert rows["c"]["order_date"] == "2026-03-02"
+    assert rows["c"]["total_amount"] == Decimal("7.13")
+    meta = metadata(result)
+    assert meta["rows"] == 2
+    assert meta["orders_deleted"] == 1
+    assert meta["duplicate_events_ignored"] == 1
+    assert meta["events_read"] == 10
+    assert meta["changed_order_dates"] == ["2026-03-01", "2026-03-02"]
+    assert meta["bytes_read"] > 0
+
+
+def test_rerun_is_idempotent_and_reports_only_changed_days(lake: AwsResource) -> None:
+    land(
+        lake,
+        [
+            event("a", 1, "INSERT"),
+            event("d", 2, "INSERT", created_at="2026-03-05T01:00:00.000000Z"),
+        ],
+        hour="2026/03/01/10",
+    )
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    first = current(lake)
+
+    again = materialize(lake)
+    assert current(lake) == first
+    assert metadata(again)["changed_order_dates"] == []
+
+    # a new hour lands; the asset registers its partition itself (no crawl in between)
+    land(
+        lake,
+        [event("d", 3, status="PAID", created_at="2026-03-05T01:00:00.000000Z")],
+        hour="2026/03/05/02",
+    )
+    changed = materialize(lake)
+    meta = metadata(changed)
+    assert meta["landing_partitions_added"] == 1
+    assert meta["changed_order_dates"] == ["2026-03-05"]
+    assert current(lake)["d"]["status"] == "PAID"
+
+
+def test_schema_evolution_discount_absent_then_new_column(lake: AwsResource) -> None:
+    land(lake, [event("a", 1, "INSERT")], hour="2026/03/01/10")
+    catalog_raw_table(lake, [c for c in RAW_COLUMNS if c[0] != "discount"])
+    assert materialize(lake).success
+    assert current(lake)["a"]["discount"] is None
+
+    # later files carry discount and an attribute nobody has seen before
+    land(lake, [event("b", 2, "INSERT", discount=1.5, gift_wrap=True)], hour="2026/03/01/11")
+    catalog_raw_table(lake, [*RAW_COLUMNS, ("gift_wrap", "boolean")])
+    assert materialize(lake).success
+    rows = current(lake)
+    assert rows["a"]["discount"] is None
+    assert rows["b"]["discount"] == Decimal("1.50")
+
+
+def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_checks_pass_on_good_data_and_block_on_bad(lake: AwsResource) -> None:
+    land(lake, [event("a", 1, "INSERT"), event("b", 2, "INSERT")])
+    catalog_raw_table(lake)
+    good = _check_results(materialize(lake, checks=True))
+    for name in (
+        "one_row_per_order",
+        "order_id_not_null",
+        "quantity_positive",
+        "amounts_not_negative",
+        "status_known",
+    ):
+        assert good[name].passed, name
+
+    land(
+        lake,
+        [
+            event("n", 3, "INSERT", total=-5.0),
+            event("q", 4, "INSERT", quantity=0),
+            event("s", 5, "INSERT", status="LOST"),
+        ],
+        hour="2026/03/01/11",
+    )
+    bad = _check_results(materialize(lake, checks=True))
+    assert not bad["amounts_not_negative"].passed
+    assert bad["amounts_not_negative"].metadata["sample_order_id"].value == "n"
+    assert not bad["quantity_positive"].passed
+    assert not bad["status_known"].passed
+    assert bad["one_row_per_order"].passed
+
+
+def _put_orders(aws: AwsResource, orders: dict[str, tuple[str, int, str]]) -> None:
+    stack = aws.stack()
+    ddb = aws.client("dynamodb")
+    ddb.create_table(
+        TableName=stack.table_name,
+        KeySchema=[{"AttributeName": "orderId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "orderId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for order_id, (status, version, total) in orders.items():
+        ddb.put_item(
+            TableName=stack.table_name,
+            Item={
+                "orderId": {"S": order_id},
+                "status": {"S": status},
+                "version": {"N": str(version)},
+                "totalAmount": {"N": total},
+                "customerName": {"S": "x"},
+            },
+        )
+
+
+def test_reconciliation_passes_when_equal_and_lists_mismatches(lake: AwsResource) -> None:
+    land(
+        lake,
+        [
+            event("a", 1, "INSERT", total=20.0),
+            event("b", 2, "INSERT", total=5.5),
+            event("b", 3, status="PAID", version=2, total=5.5),
+        ],
+    )
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    _put_orders(lake, {"a": ("PLACED", 1, "20"), "b": ("PAID", 2, "5.50")})
+    resources = {"aws": lake, "query_engine": DuckDBQueryEngine(aws=lake)}
+    ok = dg.materialize([orders_current, orders_current_matches_dynamodb], resources=resources)
+    assert _check_results(ok)["matches_dynamodb"].passed
+
+    stack = lake.stack()
+    ddb = lake.client("dynamodb")
+    ddb.put_item(
+        TableName=stack.table_name,
+        Item={
+            "orderId": {"S": "b"},
+            "status": {"S": "SHIPPED"},
+            "version": {"N": "3"},
+            "totalAmount": {"N": "5.50"},
+        },
+    )
+    ddb.put_item(
+        TableName=stack.table_name,
+        Item={
+            "orderId": {"S": "z"},
+            "status": {"S": "PLACED"},
+            "version": {"N": "1"},
+            "totalAmount": {"N": "1"},
+        },
+    )
+    evaluation = _check_results(
+        dg.materialize(
+            [orders_current, orders_current_matches_dynamodb],
+            resources=resources,
+            raise_on_error=False,
+        )
+    )["matches_dynamodb"]
+    assert not evaluation.passed
+    meta = {k: v.value for k, v in evaluation.metadata.items()}
+    assert meta["missing"] == 1 and meta["missing_sample"] == ["z"]
+    assert meta["mismatched"] == 1 and meta["extra"] == 0
+    assert meta["mismatched_sample"][0]["order_id"] == "b"
+    assert json.dumps(meta["mismatched_sample"][0]["status"]) == json.dumps(
+        {"dynamodb": "SHIPPED", "orders_current": "PAID"}
+    )
