@@ -19,7 +19,7 @@ import contextlib
 import datetime as dt
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -222,11 +222,14 @@ class DuckDBEngine:
         filesystem: pafs.FileSystem,
         curated_location: str | None = None,
         read_threads: int = READ_THREADS,
+        delete_location: Callable[[str], Any] | None = None,
     ) -> None:
         self.catalog = catalog
         self.filesystem = filesystem
         self.curated_location = curated_location.rstrip("/") + "/" if curated_location else None
         self.read_threads = read_threads
+        # Object stores: delete by prefix (pyarrow's delete_dir leaves parent "folder" markers).
+        self.delete_location = delete_location
 
     # -- reading -------------------------------------------------------------------------------
     def _objects(self, location: str) -> list[pafs.FileInfo]:
@@ -474,5 +477,8 @@ class DuckDBEngine:
         return self.filesystem.get_file_info(path).size
 
     def _delete(self, location: str) -> None:
+        if self.delete_location is not None:
+            self.delete_location(location)
+            return
         with contextlib.suppress(FileNotFoundError, OSError):
             self.filesystem.delete_dir(fs_path(location))

@@ -143,7 +143,10 @@ class DuckDBQueryEngine(QueryEngine):
             access_key=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
             secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
         )
-        return DuckDBEngine(self.catalog(), filesystem, self.curated_location())
+        catalog = self.catalog()
+        return DuckDBEngine(
+            catalog, filesystem, self.curated_location(), delete_location=catalog.delete_location
+        )
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         from sales_cdc.emulator.duckdb_engine import EngineError

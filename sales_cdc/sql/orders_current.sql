@@ -5,6 +5,7 @@
 -- deleted order. Partition column order_date comes last (Athena CTAS rule).
 -- `discount` is cataloged only once a discounted order has landed; until then it reads as NULL:
 -- optional: orders_cdc.discount double
+-- partitioned_by: order_date
 WITH events AS (
     SELECT
         *,

@@ -1,0 +1,67 @@
+"""Every Athena-dialect file in sales_cdc/sql/ transpiles to DuckDB and runs on the embedded engine."""
+
+import re
+
+import pytest
+import sqlglot
+
+from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc.resources.sql import SqlError, bind, optional_columns, read_sql, sql_names
+from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
+
+SAMPLE_PARAMETER = "2026-03-01"  # parameters of the lake's SQL are days or partition values
+
+
+def test_there_are_sql_files() -> None:
+    assert "orders_current" in sql_names()
+
+
+@pytest.mark.parametrize("name", sql_names())
+def test_file_is_athena_sql_that_transpiles(name: str) -> None:
+    text = bind(read_sql(name), dict.fromkeys(re.findall(r"%\((\w+)\)s", read_sql(name)), "x"))
+    (statement,) = sqlglot.parse(text, read="athena")
+    assert statement is not None
+    assert sqlglot.transpile(text, read="athena", write="duckdb")[0]
+
+
+def test_every_file_runs_on_the_embedded_engine(aws: AwsResource) -> None:
+    setup_lake(aws)
+    land(aws, [event("a", 1, "INSERT"), event("a", 2, status="PAID"), event("b", 3, "INSERT")])
+    land(aws, [event("b", 4, "REMOVE")], hour="2026/03/01/11")
+    catalog_raw_table(aws)
+    engine = DuckDBQueryEngine(aws=aws)
+    catalog = engine.catalog()
+    written: set[str] = set()
+
+    def params(text: str) -> dict[str, str]:
+        return dict.fromkeys(re.findall(r"%\((\w+)\)s", text), SAMPLE_PARAMETER)
+
+    def ensure_tables(text: str, stack: tuple[str, ...] = ()) -> None:
+        tree = sqlglot.parse_one(bind(text, params(text)), read="athena")
+        ctes = {c.alias_or_name for c in tree.find_all(sqlglot.exp.CTE)}
+        for table in tree.find_all(sqlglot.exp.Table):
+            name = table.name
+            if name in ctes or name in stack or catalog.get_table(name) is not None:
+                continue
+            source = read_sql(name)  # a table the lake writes from its own .sql file
+            ensure_tables(source, (*stack, name))
+            keys = re.findall(r"--\s*partitioned_by:\s*(\w+)", source)
+            engine.write_table(name, source, partitioned_by=keys, params=params(source))
+            written.add(name)
+
+    for name in sql_names():
+        text = read_sql(name)
+        ensure_tables(text)
+        result = engine.query(text, params(text))
+        assert result.columns, name
+    assert "orders_current" in written
+
+
+def test_missing_file_and_parameters_are_explained() -> None:
+    with pytest.raises(SqlError, match="No SQL file"):
+        read_sql("no_such_table")
+    with pytest.raises(SqlError, match=r"\['day'\]"):
+        bind("SELECT 1 WHERE d = %(day)s", {})
+    assert bind("SELECT %(a)s, %(b)s", {"a": "it's", "b": [1, 2]}) == "SELECT 'it''s', 1, 2"
+    assert optional_columns(read_sql("orders_current")) == {"orders_cdc": {"discount": "double"}}
