@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sales_cdc.defs import infrastructure, lake, landing, orders
+from sales_cdc.defs import analytics, infrastructure, lake, landing, orders
 from sales_cdc.resources import build_resources
 from sales_cdc.settings import apply_local_credentials, load_settings
 
@@ -10,7 +10,7 @@ settings = load_settings()
 apply_local_credentials(settings)
 
 # One entry per pipeline stage (sales_cdc/defs/<stage>/__init__.py exposes `defs`).
-STAGES = [infrastructure, orders, landing, lake]
+STAGES = [infrastructure, orders, landing, lake, analytics]
 
 defs = dg.Definitions.merge(
     *(stage.defs for stage in STAGES),

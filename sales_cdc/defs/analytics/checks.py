@@ -1,0 +1,172 @@
+"""Checks of the aggregate tables: each order day adds up to orders_current, no negative money."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+
+from sales_cdc.defs.analytics.assets import AGGREGATES, PARTITION, SALES_TABLES
+from sales_cdc.resources.query import QueryEngine, read_sql
+
+SAMPLE_SIZE = 10
+SALES_MEASURES = (
+    "orders",
+    "units",
+    "gross_revenue",
+    "discounts",
+    "net_revenue",
+    "cancelled_orders",
+    "cancelled_amount",
+    "returned_orders",
+    "returned_amount",
+)
+
+
+@dataclass
+class Findings:
+    """What checking some order days of one aggregate table found."""
+
+    days: list[str] = field(default_factory=list)
+    mismatched: list[dict[str, Any]] = field(default_factory=list)
+    negative: list[dict[str, Any]] = field(default_factory=list)
+    not_adding_up: list[dict[str, Any]] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+def _number(value: Any) -> Decimal:
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def _by_currency(rows: list[dict[str, Any]]) -> dict[str, dict[str, Decimal]]:
+    return {
+        str(r["currency"]): {m: _number(r[m]) for m in SALES_MEASURES}
+        for r in rows
+        if _number(r.get("table_rows", 1))
+    }
+
+
+def _differences(expected: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: {"orders_current": str(expected.get(name)), "aggregate": str(actual.get(name))}
+        for name in sorted(set(expected) | set(actual))
+        if expected.get(name) != actual.get(name)
+    }
+
+
+def check_days(query_engine: QueryEngine, table: str, days: Iterable[str]) -> Findings:
+    """Compare each order day of `table` with orders_current's totals for that day."""
+    findings = Findings()
+    expected_sql = read_sql("aggregate_totals")
+    actual_sql = read_sql(f"{table}_totals")
+    for day in sorted(days):
+        params = {PARTITION: day}
+        expected_result = query_engine.query(expected_sql, params)
+        actual_result = query_engine.query(actual_sql, params)
+        findings.days.append(day)
+        findings.bytes_read += expected_result.bytes_scanned + actual_result.bytes_scanned
+        expected_rows = expected_result.dicts()
+        actual_rows = [r for r in actual_result.dicts() if _number(r["table_rows"])]
+        negative = sum(int(r["negative_rows"] or 0) for r in actual_rows)
+        if negative:
+            findings.negative.append({"order_date": day, "rows": negative})
+
+        if table in SALES_TABLES:
+            expected = _by_currency(expected_rows)
+            actual = _by_currency(actual_rows)
+            differences = {
+                ccy: _differences(expected.get(ccy, {}), actual.get(ccy, {}))
+                for ccy in sorted(set(expected) | set(actual))
+                if expected.get(ccy) != actual.get(ccy)
+            }
+        else:
+            expected = {
+                "orders": sum(_number(r["all_orders"]) for r in expected_rows),
+                "units": sum(_number(r["all_units"]) for r in expected_rows),
+                "cancelled_orders": sum(_number(r["cancelled_orders"]) for r in expected_rows),
+                "returned_orders": sum(_number(r["returned_orders"]) for r in expected_rows),
+            }
+            row = actual_rows[0] if actual_rows else {}
+            actual = {name: _number(row.get(name)) for name in expected}
+            differences = _differences(expected, actual)
+            day_orders = {_number(row.get("min_day_orders")), _number(row.get("max_day_orders"))}
+            if day_orders != {actual["orders"]}:
+                findings.not_adding_up.append(
+                    {
+                        "order_date": day,
+                        "sum_of_status_orders": str(actual["orders"]),
+                        "day_orders_stated": sorted(str(v) for v in day_orders),
+                    }
+                )
+        if differences:
+            findings.mismatched.append({"order_date": day, "differences": differences})
+    return findings
+
+
+def days_to_check(context: dg.AssetCheckExecutionContext, query_engine: QueryEngine, table: str):
+    """The run's order days; every day either table holds when the run has no partition."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return list(context.partition_keys)
+    catalog = query_engine.catalog()
+    days: set[str] = set()
+    for name in ("orders_current", table):
+        days |= {p["Values"][0] for p in catalog.get_partitions(name)}
+    return sorted(days)
+
+
+def _result(
+    table: str, name: str, bad: list[dict[str, Any]], findings: Findings, what: str
+) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=name,
+        asset_key=dg.AssetKey(["athena", table]),
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(bad)} of {len(findings.days)} order day(s) {what}",
+        metadata={
+            "days_checked": dg.MetadataValue.int(len(findings.days)),
+            "failing_days": dg.MetadataValue.int(len(bad)),
+            "failing_sample": dg.MetadataValue.json(bad[:SAMPLE_SIZE]),
+            "bytes_read": dg.MetadataValue.int(findings.bytes_read),
+        },
+    )
+
+
+def _aggregate_checks(table: str) -> dg.AssetChecksDefinition:
+    key = dg.AssetKey(["athena", table])
+    matches = "matches_orders_current"
+    second = "no_negative_revenue" if table in SALES_TABLES else "counts_add_up"
+    texts = {
+        matches: "each order day sums to orders_current's totals for that day"
+        + (
+            " (sales, units, gross/net revenue, cancelled and returned per currency)"
+            if table in SALES_TABLES
+            else " (orders, units, cancelled and returned orders)"
+        ),
+        "no_negative_revenue": "no row holds a negative amount",
+        "counts_add_up": "the orders of all statuses add up to the day's orders on every row",
+    }
+
+    @dg.multi_asset_check(
+        name=f"{table}_checks",
+        specs=[
+            dg.AssetCheckSpec(name=name, asset=key, blocking=True, description=texts[name])
+            for name in (matches, second)
+        ],
+        can_subset=False,
+    )
+    def aggregate_checks(context: dg.AssetCheckExecutionContext, query_engine: QueryEngine):
+        """Each order day of the aggregate adds up to orders_current; no negative figures."""
+        findings = check_days(query_engine, table, days_to_check(context, query_engine, table))
+        yield _result(table, matches, findings.mismatched, findings, "differ from orders_current")
+        if second == "no_negative_revenue":
+            yield _result(table, second, findings.negative, findings, "hold negative amounts")
+        else:
+            bad = findings.not_adding_up + findings.negative
+            yield _result(table, second, bad, findings, "whose status counts do not add up")
+
+    return aggregate_checks
+
+
+ASSET_CHECKS = [_aggregate_checks(table) for table in AGGREGATES]

@@ -1,0 +1,23 @@
+-- daily_sales_by_category_totals: one order day of daily_sales_by_category summed per currency (to compare with
+-- aggregate_totals.sql), its row count and how many rows hold a negative amount.
+SELECT
+    currency,
+    COUNT(*) AS table_rows,
+    CAST(SUM(orders) AS BIGINT) AS orders,
+    CAST(SUM(units) AS BIGINT) AS units,
+    CAST(SUM(gross_revenue) AS DECIMAL(18, 2)) AS gross_revenue,
+    CAST(SUM(discounts) AS DECIMAL(18, 2)) AS discounts,
+    CAST(SUM(net_revenue) AS DECIMAL(18, 2)) AS net_revenue,
+    CAST(SUM(cancelled_orders) AS BIGINT) AS cancelled_orders,
+    CAST(SUM(cancelled_amount) AS DECIMAL(18, 2)) AS cancelled_amount,
+    CAST(SUM(returned_orders) AS BIGINT) AS returned_orders,
+    CAST(SUM(returned_amount) AS DECIMAL(18, 2)) AS returned_amount,
+    COUNT(
+        CASE
+            WHEN gross_revenue < 0 OR discounts < 0 OR net_revenue < 0
+                OR cancelled_amount < 0 OR returned_amount < 0 THEN 1
+        END
+    ) AS negative_rows
+FROM daily_sales_by_category
+WHERE order_date = %(order_date)s
+GROUP BY currency
