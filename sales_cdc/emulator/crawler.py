@@ -361,7 +361,7 @@ class _State:
                 records=int(doc.get("records", 0)),
             )
         except (ValueError, KeyError, TypeError):
-            log.warning("Crawl state of table %s is unreadable: crawling it fully", table)
+            log.warning("Crawl state of table %s is unreadable: crawling it fully", table["Name"])
             return cls()
 
     def to_json(self) -> str:
@@ -577,7 +577,7 @@ class EmbeddedCrawler:
         )
         if table is None:
             self.glue.create_table(DatabaseName=database, TableInput=table_input)
-        else:
+        elif self._differs(table, table_input):
             self.glue.update_table(DatabaseName=database, TableInput=table_input)
 
         existing = self._partitions(database, table_name)
@@ -675,6 +675,16 @@ class EmbeddedCrawler:
             or [{"Name": key, "Type": "string"} for key in partition_keys],
             "StorageDescriptor": storage,
         }
+
+    @staticmethod
+    def _differs(table: dict[str, Any], table_input: dict[str, Any]) -> bool:
+        """Whether writing `table_input` changes the table (no new table version otherwise)."""
+        storage = table.get("StorageDescriptor") or {}
+        return (
+            table.get("Parameters") != table_input["Parameters"]
+            or storage.get("Columns") != table_input["StorageDescriptor"]["Columns"]
+            or storage.get("Location") != table_input["StorageDescriptor"]["Location"]
+        )
 
     def _partitions(self, database: str, table: str) -> set[tuple[str, ...]]:
         found: set[tuple[str, ...]] = set()

@@ -217,8 +217,18 @@ def test_rerun_reads_only_new_objects_and_adds_only_new_partitions(
     assert second.columns_added == [] and second.columns_widened == []
     assert set(partitions(aws)) == {("2026", "11", "21", h) for h in ("10", "11", "12")}
 
+    stack = aws.stack()
+    glue = aws.client("glue")
+    versions = len(
+        glue.get_table_versions(DatabaseName=stack.database, TableName="orders_cdc")[
+            "TableVersions"
+        ]
+    )
     third = crawl(aws)
     assert third.objects_read == 0 and third.partitions_added == 0 and not third.updated
+    # Nothing new: the table is left alone (no new table version).
+    after = glue.get_table_versions(DatabaseName=stack.database, TableName="orders_cdc")
+    assert len(after["TableVersions"]) == versions
     assert raw_table(aws)["Parameters"]["recordCount"] == "4"
 
 
