@@ -8,7 +8,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
+from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, ORDERS_CURRENT, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.checks import error_rate_evaluation, no_error_records_evaluation
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, add_landing_object
 from sales_cdc.resources.aws import AwsResource
@@ -66,10 +66,11 @@ def _observation_metadata(summary: BatchSummary, now: datetime) -> dict[str, Any
     name="landing_objects_sensor",
     minimum_interval_seconds=int(_landing["sensor_interval_seconds"]),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    target=dg.AssetSelection.assets(ORDERS_CURRENT),
     description=(
         "Lists new objects in raw/ and errors/ (LastModified cursor), records each batch on the "
-        "landing assets (objects, records, bytes, newest event time, lag, event days) and "
-        "evaluates the landing checks."
+        "landing assets (objects, records, bytes, newest event time, lag, event days), "
+        "evaluates the landing checks and requests athena/orders_current for new data."
     ),
 )
 def landing_objects_sensor(
@@ -131,11 +132,40 @@ def landing_objects_sensor(
     }
     return dg.SensorResult(
         asset_events=events,
-        run_requests=landing_run_requests(raw_summary, new_cursor),
+        run_requests=landing_run_requests(context.instance, raw_summary, raw_state),
         cursor=json.dumps(new_cursor),
     )
 
 
-def landing_run_requests(summary: BatchSummary, cursor: dict[str, Any]) -> list[dg.RunRequest]:
-    """Runs to request when new landing data arrived (the lake stage plugs in here)."""
-    return []
+LAKE_TAG = "sales_cdc/lake"
+
+
+def landing_run_requests(
+    instance: dg.DagsterInstance, summary: BatchSummary, raw_state: dict[str, Any]
+) -> list[dg.RunRequest]:
+    """A run of orders_current for new landing rows, unless one is already waiting to start.
+
+    orders_current rebuilds from the whole log, so a run that has not started yet will read
+    this batch too: piling up more runs behind it would only repeat the same work.
+    """
+    if not summary.records:
+        return []
+    waiting = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
+            tags={LAKE_TAG: "orders_current"},
+        ),
+        limit=1,
+    )
+    if waiting:
+        return []
+    return [
+        dg.RunRequest(
+            run_key=f"landing-{raw_state['last_modified']}",
+            asset_selection=[ORDERS_CURRENT],
+            tags={
+                LAKE_TAG: "orders_current",
+                "sales_cdc/event_days": ",".join(sorted(summary.event_days)),
+            },
+        )
+    ]

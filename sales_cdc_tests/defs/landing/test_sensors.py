@@ -151,3 +151,17 @@ def test_checks_run_by_hand_scan_the_prefixes(provisioned: AwsResource):
     assert not no_error_records(provisioned).passed
     _put_errors(provisioned, 5)
     assert not error_rate_check(provisioned).passed
+
+
+def test_new_landing_rows_request_orders_current_once(provisioned: AwsResource):
+    with dg.instance_for_test() as instance:
+        _put_landing(
+            provisioned, "year=2026/month=11/day=21/hour=03", [_row("2026-11-21 03:00:00.000000")]
+        )
+        result = _tick(provisioned, instance, None)
+        [request] = result.run_requests
+        assert request.asset_selection == [dg.AssetKey(["athena", "orders_current"])]
+        assert request.tags["sales_cdc/event_days"] == "2026-11-21"
+        # Only error objects: nothing for the lake to do.
+        _put_errors(provisioned, 1)
+        assert _tick(provisioned, instance, result.cursor).run_requests == []
