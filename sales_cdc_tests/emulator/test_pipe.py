@@ -1,0 +1,149 @@
+"""The pipe's record shape, partition key and in-order PutRecords retries."""
+
+import json
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from sales_cdc.emulator.pipe import (
+    PartitionKey,
+    PipeConfig,
+    PipeWorker,
+    stream_record_payload,
+)
+
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/2026-01-01T00:00:00.000"
+
+
+def _stream_record() -> dict[str, Any]:
+    """A record as boto3's dynamodbstreams.get_records returns it (datetime, bytes parsed)."""
+    return {
+        "eventID": "e1",
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2026, 1, 2, 3, 4, 5, 250000, tzinfo=UTC),
+            "Keys": {"orderId": {"S": "o-1"}},
+            "NewImage": {
+                "orderId": {"S": "o-1"},
+                "blob": {"B": b"\x00\x01"},
+                "tags": {"BS": [b"a"]},
+                "nested": {"M": {"l": {"L": [{"N": "1.50"}, {"NULL": True}]}}},
+            },
+            "OldImage": {"orderId": {"S": "o-1"}},
+            "SequenceNumber": "1100000000000000000001",
+            "SizeBytes": 99,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+
+
+def test_payload_is_the_unwrapped_stream_record_with_epoch_seconds() -> None:
+    payload = stream_record_payload(_stream_record(), STREAM_ARN)
+    assert list(payload) == [
+        "eventID",
+        "eventName",
+        "eventVersion",
+        "eventSource",
+        "awsRegion",
+        "eventSourceARN",
+        "dynamodb",
+    ]
+    assert payload["eventSourceARN"] == STREAM_ARN
+    dynamodb = payload["dynamodb"]
+    assert dynamodb["ApproximateCreationDateTime"] == 1767323045.25
+    assert dynamodb["NewImage"]["blob"] == {"B": "AAE="}
+    assert dynamodb["NewImage"]["tags"] == {"BS": ["YQ=="]}
+    assert dynamodb["NewImage"]["nested"]["M"]["l"]["L"] == [{"N": "1.50"}, {"NULL": True}]
+    assert list(dynamodb) == [
+        "ApproximateCreationDateTime",
+        "Keys",
+        "NewImage",
+        "OldImage",
+        "SequenceNumber",
+        "SizeBytes",
+        "StreamViewType",
+    ]
+    json.dumps(payload)  # serialisable as is
+
+
+def test_partition_key_from_jsonpath() -> None:
+    payload = stream_record_payload(_stream_record(), STREAM_ARN)
+    assert PartitionKey("$.dynamodb.Keys.orderId.S").evaluate(payload) == "o-1"
+    assert PartitionKey("static-key").evaluate(payload) == "static-key"
+    fallback = PartitionKey("$.dynamodb.Keys.missing.S").evaluate(payload)
+    assert len(fallback) == 64  # a digest of the item key: stable per item
+    assert fallback == PartitionKey("$.nothing").evaluate(payload)
+
+
+class _FlakyKinesis:
+    """Refuses given entries on the first attempt, as Kinesis does under throttling."""
+
+    def __init__(self, refuse_first: set[bytes]) -> None:
+        self.refuse = set(refuse_first)
+        self.accepted: list[bytes] = []
+        self.calls = 0
+
+    def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803
+        self.calls += 1
+        results = []
+        for entry in Records:
+            if entry["Data"] in self.refuse:
+                self.refuse.discard(entry["Data"])
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException"})
+            else:
+                self.accepted.append(entry["Data"])
+                results.append({"SequenceNumber": "1", "ShardId": "shardId-000000000000"})
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        return {"FailedRecordCount": failed, "Records": results}
+
+
+def _worker(kinesis: Any) -> PipeWorker:
+    worker = PipeWorker.__new__(PipeWorker)
+    worker.config = PipeConfig("p", "arn:p", STREAM_ARN, "arn:aws:kinesis:r:1:stream/s", 10, 1,
+                               "TRIM_HORIZON", "$.k")  # fmt: skip
+    worker.kinesis = kinesis
+    worker.stop = threading.Event()
+    return worker
+
+
+def test_failed_entries_are_resent_without_overtaking_earlier_ones() -> None:
+    entries = [{"Data": f"k{i % 2}-{i}".encode(), "PartitionKey": f"k{i % 2}"} for i in range(8)]
+    kinesis = _FlakyKinesis(refuse_first={b"k1-3", b"k0-6"})
+    assert _worker(kinesis).put_in_order(entries)
+    assert kinesis.calls == 2  # the second call resends everything from k1-3 on
+    # Within one PutRecords call Kinesis may accept k1-5 while refusing k1-3; resending from the
+    # first refused entry on puts every key's records, by their last copy, in their order.
+    for key in ("k0", "k1"):
+        mine = [d for d in kinesis.accepted if d.startswith(key.encode())]
+        last_seen: dict[bytes, int] = {d: i for i, d in enumerate(mine)}
+        ordered = sorted(last_seen, key=last_seen.__getitem__)
+        assert ordered == [e["Data"] for e in entries if e["PartitionKey"] == key]
+    assert set(kinesis.accepted) == {e["Data"] for e in entries}
+
+
+def test_pipe_config_only_for_running_dynamodb_to_kinesis_pipes() -> None:
+    described = {
+        "Name": "p",
+        "Arn": "arn:p",
+        "Source": STREAM_ARN,
+        "Target": "arn:aws:kinesis:us-east-1:123456789012:stream/s",
+        "CurrentState": "RUNNING",
+        "DesiredState": "RUNNING",
+        "SourceParameters": {
+            "DynamoDBStreamParameters": {
+                "BatchSize": 50,
+                "MaximumBatchingWindowInSeconds": 2,
+                "StartingPosition": "LATEST",
+            }
+        },
+        "TargetParameters": {"KinesisStreamParameters": {"PartitionKey": "$.a"}},
+    }
+    config = PipeConfig.from_description(described)
+    assert config is not None
+    assert (config.batch_size, config.batching_window_seconds) == (50, 2.0)
+    assert (config.starting_position, config.target_stream_name) == ("LATEST", "s")
+    assert PipeConfig.from_description({**described, "CurrentState": "STOPPED"}) is None
+    assert PipeConfig.from_description({**described, "Target": "arn:aws:sqs:r:1:q"}) is None
