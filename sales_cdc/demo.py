@@ -240,7 +240,9 @@ def run_demo(emulator_port: int, ui_port: int) -> int:
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    # Also SIGINT: a shell that starts the demo in the background leaves Ctrl-C ignored.
     signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     try:
         return demo.run()
     except KeyboardInterrupt:

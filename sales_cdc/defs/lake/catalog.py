@@ -110,7 +110,8 @@ def raw_cdc_partition_keys(aws: AwsResource) -> dg.AssetCheckResult:
 def build_crawler_schedule(env: str) -> dg.ScheduleDefinition:
     """The crawler schedule of `env`, as infra/stack.yaml declares it (schedules section)."""
     declared = load_declaration(env)["schedules"]
-    return dg.ScheduleDefinition(
+
+    @dg.schedule(
         name="crawler_schedule",
         target=dg.AssetSelection.assets(GLUE_ORDERS_CDC),
         cron_schedule=declared["crawler_cron"],
@@ -119,8 +120,23 @@ def build_crawler_schedule(env: str) -> dg.ScheduleDefinition:
             if declared["crawler_running"]
             else dg.DefaultScheduleStatus.STOPPED
         ),
-        description="Runs the crawler over raw/orders_cdc/ so new partitions become queryable.",
+        description=(
+            "Runs the crawler over raw/orders_cdc/ so new columns and partitions become "
+            "queryable; skips its tick while nothing has landed yet."
+        ),
     )
+    def _schedule(context: dg.ScheduleEvaluationContext, aws: AwsResource):
+        stack = aws.stack()
+        landed = aws.client("s3").list_objects_v2(
+            Bucket=stack.bucket, Prefix=stack.raw_prefix, MaxKeys=1
+        )
+        if not landed.get("KeyCount"):
+            return dg.SkipReason(
+                f"nothing has landed in s3://{stack.bucket}/{stack.raw_prefix} yet"
+            )
+        return dg.RunRequest()
+
+    return _schedule
 
 
 crawler_schedule = build_crawler_schedule(load_settings().env)

@@ -11,6 +11,7 @@ ORDERS = dg.AssetKey(["dynamodb", "orders"])
 RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
 ERRORS_ORDERS_CDC = dg.AssetKey(["s3", "errors", "orders_cdc"])
 # Requested by landing_objects_sensor when new landing rows arrive (defined in the lake stage).
+GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 
 _declared = load_declaration(load_settings().env)

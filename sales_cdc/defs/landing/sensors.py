@@ -8,7 +8,12 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, ORDERS_CURRENT, RAW_ORDERS_CDC
+from sales_cdc.defs.landing.assets import (
+    ERRORS_ORDERS_CDC,
+    GLUE_ORDERS_CDC,
+    ORDERS_CURRENT,
+    RAW_ORDERS_CDC,
+)
 from sales_cdc.defs.landing.checks import error_rate_evaluation, no_error_records_evaluation
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, add_landing_object
 from sales_cdc.resources.aws import AwsResource
@@ -66,7 +71,7 @@ def _observation_metadata(summary: BatchSummary, now: datetime) -> dict[str, Any
     name="landing_objects_sensor",
     minimum_interval_seconds=int(_landing["sensor_interval_seconds"]),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    target=dg.AssetSelection.assets(ORDERS_CURRENT),
+    target=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT),
     description=(
         "Lists new objects in raw/ and errors/ (LastModified cursor), records each batch on the "
         "landing assets (objects, records, bytes, newest event time, lag, event days), "
@@ -132,7 +137,7 @@ def landing_objects_sensor(
     }
     return dg.SensorResult(
         asset_events=events,
-        run_requests=landing_run_requests(context.instance, raw_summary, raw_state),
+        run_requests=landing_run_requests(context.instance, aws, raw_summary, raw_state),
         cursor=json.dumps(new_cursor),
     )
 
@@ -141,12 +146,13 @@ LAKE_TAG = "sales_cdc/lake"
 
 
 def landing_run_requests(
-    instance: dg.DagsterInstance, summary: BatchSummary, raw_state: dict[str, Any]
+    instance: dg.DagsterInstance, aws: AwsResource, summary: BatchSummary, raw_state: dict[str, Any]
 ) -> list[dg.RunRequest]:
     """A run of orders_current for new landing rows, unless one is already waiting to start.
 
     orders_current rebuilds from the whole log, so a run that has not started yet will read
-    this batch too: piling up more runs behind it would only repeat the same work.
+    this batch too: piling up more runs behind it would only repeat the same work. Until the
+    crawler has cataloged the raw table once, the run crawls first.
     """
     if not summary.records:
         return []
@@ -159,10 +165,16 @@ def landing_run_requests(
     )
     if waiting:
         return []
+    stack = aws.stack()
+    try:
+        aws.client("glue").get_table(DatabaseName=stack.database, Name=stack.raw_table)
+        selection = [ORDERS_CURRENT]
+    except aws.client("glue").exceptions.EntityNotFoundException:
+        selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT]
     return [
         dg.RunRequest(
             run_key=f"landing-{raw_state['last_modified']}",
-            asset_selection=[ORDERS_CURRENT],
+            asset_selection=selection,
             tags={
                 LAKE_TAG: "orders_current",
                 "sales_cdc/event_days": ",".join(sorted(summary.event_days)),

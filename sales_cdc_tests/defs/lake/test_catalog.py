@@ -103,3 +103,17 @@ def test_lake_definitions_target_the_glue_table(local_env: Settings) -> None:
     job = defs.resolve_job_def(schedule.job_name)
     assert GLUE_ORDERS_CDC in job.asset_layer.executable_asset_keys
     assert GLUE_ORDERS_CDC in defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_crawler_schedule_skips_until_orders_have_landed(provisioned) -> None:
+    schedule = build_crawler_schedule("local")
+    context = dg.build_schedule_context(resources={"aws": provisioned})
+    assert isinstance(schedule.evaluate_tick(context).skip_message, str)
+    stack = provisioned.stack()
+    provisioned.client("s3").put_object(
+        Bucket=stack.bucket,
+        Key=f"{stack.raw_prefix}year=2026/month=11/day=21/hour=10/a.gz",
+        Body=b"",
+    )
+    context = dg.build_schedule_context(resources={"aws": provisioned})
+    assert len(schedule.evaluate_tick(context).run_requests) == 1
