@@ -37,6 +37,7 @@ PROCESSING_FAILED = "processing-failed"
 PARTITIONING_FAILED = "partitioning-failed"
 RANDOM_STRING = "!{firehose:random-string}"
 RANDOM_STRING_LENGTH = 11
+READ_LIMIT = 1000  # Kinesis GetRecords page size
 
 
 class UnsupportedConfiguration(ValueError):
@@ -436,7 +437,7 @@ class DeliveryWorker:
                 self.flush(final=True)
             except Exception:  # noqa: BLE001 - undelivered records are read again on restart
                 log.exception("delivery stream %s: could not deliver on shutdown", self.config.name)
-        log.info("delivery stream %s: stopped", self.config.name)
+        log.info("delivery stream %s: stopped; stats %s", self.config.name, json.dumps(self.stats))
 
     def _reset(self) -> None:
         self._buffer.clear()
@@ -451,18 +452,18 @@ class DeliveryWorker:
         return max(wait, 0.01)
 
     def step(self) -> bool:
-        """One pass: read what fits in the buffer, flush when due; True when records were read."""
+        """One pass: read what fits in the buffer, flush when due; True when more may be waiting."""
         self.reader.refresh()
         busy = False
         for state in self.reader.readable():
             if self._buffer_bytes >= self.config.buffer_bytes:
                 break
             started = time.perf_counter()
-            records = self.reader.read(state, 1000)
+            records = self.reader.read(state, READ_LIMIT)
             self.stats["read_seconds"] += time.perf_counter() - started
+            busy = busy or len(records) >= READ_LIMIT  # a full page: more may be waiting
             if not records:
                 continue
-            busy = True
             if not self._buffer:
                 self._buffer_since = time.monotonic()
             for record in records:

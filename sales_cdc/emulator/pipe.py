@@ -177,7 +177,13 @@ class PipeWorker:
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._pending_since: dict[str, float] = {}
         self.retired = threading.Event()  # set when the pipe is gone: finish and stop
-        self.stats = {"records": 0, "put_seconds": 0.0, "read_seconds": 0.0, "batches": 0}
+        self.stats = {
+            "records": 0,
+            "batches": 0,
+            "read_seconds": 0.0,
+            "put_seconds": 0.0,
+            "checkpoint_seconds": 0.0,
+        }
 
     def update(self, config: PipeConfig) -> None:
         """Apply a changed configuration (batching, partition key) from the next batch on."""
@@ -205,7 +211,7 @@ class PipeWorker:
             if not busy:
                 self.stop.wait(self._idle_wait())
         self._drain()
-        log.info("pipe %s: stopped", self.config.name)
+        log.info("pipe %s: stopped; stats %s", self.config.name, json.dumps(self.stats))
 
     def _idle_wait(self) -> float:
         wait = self.poll_interval
@@ -224,7 +230,7 @@ class PipeWorker:
             log.exception("pipe %s: could not deliver on shutdown", self.config.name)
 
     def step(self) -> bool:
-        """One pass over the readable shards; True when any record was read."""
+        """One pass over the readable shards; True when a shard may have more records waiting."""
         self.reader.refresh()
         busy = False
         config = self.config
@@ -235,8 +241,10 @@ class PipeWorker:
                 started = time.perf_counter()
                 records = self.reader.read(state, room)
                 self.stats["read_seconds"] += time.perf_counter() - started
+                # Only a full page means more is waiting: otherwise wait a poll interval rather
+                # than asking the emulator again at once for one record at a time.
+                busy = busy or len(records) >= room
                 if records:
-                    busy = True
                     if not pending:
                         self._pending_since[state.shard_id] = time.monotonic()
                     pending.extend(records)
@@ -272,7 +280,9 @@ class PipeWorker:
         self.stats["records"] += len(entries)
         self.stats["batches"] += 1
         last = records[-1]["dynamodb"]["SequenceNumber"]
+        started = time.perf_counter()
         self.reader.commit(state.shard_id, last, shard_end=state.reached_end)
+        self.stats["checkpoint_seconds"] += time.perf_counter() - started
 
     def put_in_order(self, entries: list[dict[str, Any]], deadline: float | None = None) -> bool:
         """PutRecords every entry; on a partial failure resend from the first failed one on.
