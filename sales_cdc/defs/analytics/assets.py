@@ -1,5 +1,6 @@
 """Daily aggregate tables of orders_current, one partition per order day (the day of created_at)."""
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -123,6 +124,13 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
 
 
 def _aggregate_asset(table: str, description: str) -> dg.AssetsDefinition:
+    with warnings.catch_warnings():
+        # BackfillPolicy is a beta parameter of @asset; its behaviour here is tested.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _define_aggregate_asset(table, description)
+
+
+def _define_aggregate_asset(table: str, description: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey(["athena", table]),
         description=description,
