@@ -27,6 +27,13 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(emulator_port=args.emulator_port, ui_port=args.ui_port)
 
 
+def _query(args: argparse.Namespace) -> int:
+    from sales_cdc.query_cli import run_query
+
+    sql = sys.stdin.read() if args.sql == "-" else args.sql
+    return run_query(sql, output=args.output, max_rows=args.max_rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sales-cdc", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
     demo.add_argument("--ui-port", type=int, default=3000)
     demo.set_defaults(func=_demo)
+
+    query = commands.add_parser(
+        "query",
+        help="run Athena SQL against the lake (DuckDB over the emulator locally, Athena in aws)",
+    )
+    query.add_argument(
+        "sql", help='the statement, e.g. "SELECT * FROM orders_current", or - for stdin'
+    )
+    query.add_argument("--output", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--max-rows", type=int, default=50, help="rows shown (default %(default)s)")
+    query.set_defaults(func=_query)
     return parser
 
 

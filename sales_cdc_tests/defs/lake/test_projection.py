@@ -230,3 +230,28 @@ def test_reconciliation_passes_when_equal_and_lists_mismatches(lake: AwsResource
     assert json.dumps(meta["mismatched_sample"][0]["status"]) == json.dumps(
         {"dynamodb": "SHIPPED", "orders_current": "PAID"}
     )
+
+
+def test_reconcile_sets_aside_changes_newer_than_the_landed_data():
+    from datetime import UTC, datetime, timedelta
+
+    from sales_cdc.defs.lake.projection import reconcile
+
+    cutoff = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    old, new = cutoff - timedelta(minutes=5), cutoff + timedelta(seconds=5)
+
+    def order(status: str, version: int, when: datetime) -> dict:
+        return {"status": status, "version": version, "total_amount": 1, "updated_at": when}
+
+    lake = {"a": order("PAID", 2, old), "gone": order("PLACED", 1, old)}
+    dynamodb = {"a": order("SHIPPED", 3, new), "b": order("PLACED", 1, new)}
+    found = reconcile(dynamodb, lake, cutoff)
+    # a and b changed after the newest landed event: in flight, not mismatches.
+    assert found["in_flight"] == ["a", "b"] and not found["drained"]
+    assert found["mismatched"] == [] and found["missing"] == []
+    assert found["extra"] == ["gone"]  # reported, but only a failure once drained
+
+    settled = {"a": order("SHIPPED", 3, old)}
+    found = reconcile(settled, lake, cutoff)
+    assert found["drained"] and found["extra"] == ["gone"]
+    assert found["mismatched"][0]["order_id"] == "a"
