@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
+
 from sales_cdc.emulator.checkpoints import CheckpointStore, sequence_after
 from sales_cdc.emulator.lambda_runtime import FunctionLoader, FunctionLoadError
 from sales_cdc.emulator.shards import KinesisStreamSource, ShardedReader
@@ -423,6 +425,14 @@ class DeliveryWorker:
             try:
                 busy = self.step()
                 backoff = self.poll_interval
+            except BotoCoreError as exc:  # the emulator is down or restarting
+                log.warning(
+                    "delivery stream %s: %s; resuming from checkpoints", self.config.name, exc
+                )
+                self._reset()
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             except Exception:  # noqa: BLE001 - keep running; resume from the checkpoints
                 log.exception("delivery stream %s: step failed; resuming from checkpoints",
                               self.config.name)  # fmt: skip

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
 from jsonpath_ng import parse as parse_jsonpath
 
 from sales_cdc.emulator.checkpoints import CheckpointStore
@@ -200,11 +201,15 @@ class PipeWorker:
             try:
                 busy = self.step()
                 backoff = self.poll_interval
+            except BotoCoreError as exc:  # the emulator is down or restarting
+                log.warning("pipe %s: %s; resuming from checkpoints", self.config.name, exc)
+                self._reset()
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
             except Exception:  # noqa: BLE001 - keep running; resume from the checkpoints
                 log.exception("pipe %s: step failed; resuming from checkpoints", self.config.name)
-                self._pending.clear()
-                self._pending_since.clear()
-                self.reader.forget_positions()
+                self._reset()
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -212,6 +217,12 @@ class PipeWorker:
                 self.stop.wait(self._idle_wait())
         self._drain()
         log.info("pipe %s: stopped; stats %s", self.config.name, json.dumps(self.stats))
+
+    def _reset(self) -> None:
+        """Forget what was read but not delivered; reading resumes from the checkpoints."""
+        self._pending.clear()
+        self._pending_since.clear()
+        self.reader.forget_positions()
 
     def _idle_wait(self) -> float:
         wait = self.poll_interval
