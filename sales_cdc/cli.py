@@ -24,7 +24,9 @@ def _runtime(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from sales_cdc.demo import run_demo
 
-    return run_demo(emulator_port=args.emulator_port, ui_port=args.ui_port)
+    return run_demo(
+        emulator_port=args.emulator_port, ui_port=args.ui_port, state_dir=args.state_dir
+    )
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -59,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
     demo.add_argument("--ui-port", type=int, default=3000)
+    demo.add_argument(
+        "--state-dir",
+        default=".demo",
+        help="Dagster home and process logs, wiped at start (default %(default)s)",
+    )
     demo.set_defaults(func=_demo)
 
     query = commands.add_parser(

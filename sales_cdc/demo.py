@@ -83,13 +83,13 @@ def _tail(child: Child, lines: int = 30) -> str:
 class Demo:
     """The processes of the local demo, started in order and stopped in reverse."""
 
-    def __init__(self, emulator_port: int, ui_port: int) -> None:
+    def __init__(self, emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> None:
         self.emulator_port = emulator_port
         self.ui_port = ui_port
         self.children: list[Child] = []
         self.endpoint = f"http://127.0.0.1:{emulator_port}"
-        self.home = DEMO_DIR / "dagster_home"
-        self.logs = DEMO_DIR / "logs"
+        self.home = state_dir / "dagster_home"
+        self.logs = state_dir / "logs"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -233,9 +233,9 @@ class Demo:
         self.children.clear()
 
 
-def run_demo(emulator_port: int, ui_port: int) -> int:
+def run_demo(emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> int:
     """Run the demo until Ctrl-C / SIGTERM; return the exit code."""
-    demo = Demo(emulator_port, ui_port)
+    demo = Demo(emulator_port, ui_port, Path(state_dir).resolve())
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
