@@ -6,6 +6,7 @@ Ctrl-C or SIGTERM stops all of them, newest first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -107,7 +108,7 @@ class Demo:
 
     def start(self, name: str, args: list[str]) -> Child:
         log_path = self.logs / f"{name}.log"
-        log = log_path.open("ab")
+        log = log_path.open("wb")
         process = subprocess.Popen(
             args,
             cwd=REPO_ROOT,
@@ -214,20 +215,16 @@ class Demo:
             time.sleep(1)
 
     def stop(self) -> None:
+        """Stop the children one by one, newest first: the emulator outlives its clients."""
         for child in reversed(self.children):
             if child.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        deadline = time.monotonic() + 20
-        for child in reversed(self.children):
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                child.process.wait(timeout=remaining)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+                try:
+                    child.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                    child.process.wait()
             print(f"  stopped {child.name}", flush=True)
             child.log.close()
         self.children.clear()
