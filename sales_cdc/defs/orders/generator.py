@@ -40,7 +40,8 @@ PRODUCTS: tuple[tuple[str, str, str, str], ...] = (
 )
 PAYMENT_METHODS = ("CARD", "PAYPAL", "APPLE_PAY", "BANK_TRANSFER", "GIFT_CARD")
 CHANNELS = ("WEB", "MOBILE_APP", "MARKETPLACE", "STORE")
-CURRENCIES = {"US": "USD", "GB": "GBP", "CA": "CAD", "AU": "AUD", "JP": "JPY"}
+# Prices are list prices in the currency of the buyer's store (no currency with no minor unit).
+CURRENCIES = {"US": "USD", "GB": "GBP", "CA": "CAD"}
 DISCOUNT_RATES = (Decimal("0.05"), Decimal("0.10"), Decimal("0.15"))
 
 STATUSES = ("PLACED", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "RETURNED")
@@ -68,7 +69,7 @@ def new_order(fake: Faker, rng: random.Random, now: datetime) -> dict[str, Any]:
     quantity = rng.choices((1, 2, 3, 4, 5), weights=(50, 25, 12, 8, 5))[0]
     unit_price = Decimal(price)
     gross = unit_price * quantity
-    country = rng.choice(("US", "US", "US", "GB", "CA", "DE", "FR", "AU", "JP", "ES"))
+    country = rng.choice(("US", "US", "US", "GB", "CA", "DE", "FR", "ES", "IE", "NL"))
     order: dict[str, Any] = {
         "orderId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "customerId": f"C-{rng.randint(10000, 99999)}",
