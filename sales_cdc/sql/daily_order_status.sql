@@ -13,6 +13,7 @@
 --                     been PAID, the projection keeps only the current status); NULL off the funnel
 -- order_date (the UTC day of created_at) is the partition column and comes last; the equality
 -- filter on it makes both engines read only that day's partition of orders_current.
+-- partitioned_by: order_date
 WITH day_orders AS (
     SELECT
         order_date,
