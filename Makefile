@@ -20,6 +20,22 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@# The browser test drives the UI in Debian's Chromium: install it when we can, else say why not.
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test: /usr/bin/chromium missing and no apt-get to install it: the browser test will be skipped"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else SUDO=none; fi; \
+	  if [ "$$SUDO" = none ]; then \
+	    echo "make test: /usr/bin/chromium missing, and neither root nor passwordless sudo to apt-get install chromium: the browser test will be skipped"; \
+	  else \
+	    echo "make test: installing chromium (apt-get) for the browser test"; \
+	    { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } >/dev/null 2>&1 \
+	      || echo "make test: apt-get install chromium failed: the browser test will be skipped"; \
+	  fi; \
+	fi
 	$(BIN)/python -m pytest
 
 lint: install
