@@ -120,10 +120,8 @@ class Demo:
         )
         child = Child(name, process, log_path, log)
         self.children.append(child)
-        print(
-            f"  started {name} (pid {process.pid}, log {log_path.relative_to(REPO_ROOT)})",
-            flush=True,
-        )
+        shown = log_path.relative_to(REPO_ROOT) if log_path.is_relative_to(REPO_ROOT) else log_path
+        print(f"  started {name} (pid {process.pid}, log {shown})", flush=True)
         return child
 
     def prepare(self) -> None:
