@@ -1,0 +1,159 @@
+"""End-to-end freshness of the running demo: DynamoDB write -> orders_current -> aggregate.
+
+Starts `sales-cdc demo` on free ports (its own state directory), lets the pipeline warm up, then
+writes probe orders straight into OrderTable at a steady pace while the demo's own generator keeps
+running. Each probe has a category of its own, so the moment it becomes visible is observable both
+in athena/orders_current (its order_id) and in athena/daily_sales_by_category (its category).
+Prints p50 / p95 / max of both latencies.
+
+    .venv/bin/python benchmarks/demo_freshness.py --probes 12 --every 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from faker import Faker
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sales_cdc.defs.orders.generator import new_order  # noqa: E402
+from sales_cdc.defs.orders.writer import to_item  # noqa: E402
+from sales_cdc.emulator.server import free_port  # noqa: E402
+from sales_cdc.resources import build_resources  # noqa: E402
+from sales_cdc.resources.query import QueryFailedError  # noqa: E402
+from sales_cdc.settings import apply_local_credentials, load_settings  # noqa: E402
+
+
+def _wait(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(1)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _query(engine, sql: str) -> list[dict]:
+    try:
+        return engine.query(sql).dicts()
+    except QueryFailedError:
+        return []  # table not there yet
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--probes", type=int, default=12)
+    parser.add_argument("--every", type=float, default=20.0, help="seconds between probes")
+    parser.add_argument("--drain", type=float, default=240.0, help="max wait after the last probe")
+    args = parser.parse_args()
+
+    emulator_port, ui_port = free_port(), free_port()
+    state = Path(tempfile.mkdtemp(prefix="sales-cdc-freshness-"))
+    endpoint = f"http://127.0.0.1:{emulator_port}"
+    env = {**os.environ, "SALES_CDC_ENV": "local", "AWS_ENDPOINT_URL": endpoint}
+    env.pop("SALES_CDC_PREFIX", None)
+    log = (state / "demo.out").open("wb")
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "sales_cdc.cli", "demo", "--emulator-port", str(emulator_port),
+         "--ui-port", str(ui_port), "--state-dir", str(state)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait(f"http://127.0.0.1:{ui_port}/server_info", 300)
+        os.environ.update({"SALES_CDC_ENV": "local", "AWS_ENDPOINT_URL": endpoint})
+        os.environ.pop("SALES_CDC_PREFIX", None)
+        settings = load_settings()
+        apply_local_credentials(settings)
+        resources = build_resources(settings)
+        aws, engine = resources["aws"], resources["query_engine"]
+        ddb, table = aws.client("dynamodb"), aws.stack().table_name
+
+        print("warming up: waiting for the first orders_current and aggregates...", flush=True)
+        deadline = time.monotonic() + 600
+        while not _query(engine, "SELECT order_date FROM daily_sales_by_category LIMIT 1"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the demo produced no aggregate within 10 minutes")
+            time.sleep(3)
+
+        rng, fake = random.Random(7), Faker()
+        fake.seed_instance(7)
+        written: dict[str, tuple[float, str]] = {}  # order_id -> (write time, category)
+        seen_current: dict[str, float] = {}
+        seen_aggregate: dict[str, float] = {}
+        next_probe = time.monotonic()
+        last_write = None
+        while True:
+            now = time.monotonic()
+            if len(written) < args.probes and now >= next_probe:
+                order = new_order(fake, rng, datetime.now(UTC))
+                order["category"] = f"Probe {len(written):03d}"
+                ddb.put_item(TableName=table, Item=to_item(order))
+                written[order["orderId"]] = (time.monotonic(), order["category"])
+                last_write = time.monotonic()
+                next_probe = now + args.every
+            pending_current = [o for o in written if o not in seen_current]
+            if pending_current:
+                ids = ", ".join(f"'{o}'" for o in pending_current)
+                for row in _query(
+                    engine, f"SELECT order_id FROM orders_current WHERE order_id IN ({ids})"
+                ):
+                    seen_current[row["order_id"]] = time.monotonic()
+            pending_aggregate = {c: o for o, (_, c) in written.items() if o not in seen_aggregate}
+            if pending_aggregate:
+                names = ", ".join(f"'{c}'" for c in pending_aggregate)
+                sql = f"SELECT DISTINCT category FROM daily_sales_by_category WHERE category IN ({names})"
+                for row in _query(engine, sql):
+                    seen_aggregate[pending_aggregate[row["category"]]] = time.monotonic()
+            done = len(written) == args.probes and len(seen_aggregate) == args.probes
+            if done or (
+                last_write
+                and len(written) == args.probes
+                and time.monotonic() - last_write > args.drain
+            ):
+                break
+            time.sleep(1.0)
+
+        for name, seen in (
+            ("orders_current", seen_current),
+            ("daily_sales_by_category", seen_aggregate),
+        ):
+            latencies = [seen[o] - written[o][0] for o in seen]
+            if not latencies:
+                print(f"{name}: no probe became visible")
+                continue
+            print(
+                f"{name}: {len(latencies)}/{len(written)} probes visible; "
+                f"p50 {statistics.median(latencies):.1f} s, p95 {_percentile(latencies, 0.95):.1f} s, "
+                f"max {max(latencies):.1f} s"
+            )
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        try:
+            demo.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+        log.close()
+
+
+if __name__ == "__main__":
+    main()
