@@ -23,20 +23,28 @@ from sales_cdc.stack import load_declaration
 _landing = load_declaration(load_settings().env)["landing"]
 
 
+# How far before the newest LastModified seen the sensor keeps listing (see new_objects).
+LOOKBACK = timedelta(minutes=5)
+
+
 def new_objects(
     client: Any, bucket: str, prefix: str, state: dict[str, Any], limit: int
 ) -> tuple[list[dict], dict[str, Any]]:
-    """Objects after the cursor, oldest first, at most `limit`; and the advanced cursor.
+    """Objects not recorded yet, oldest first, at most `limit`; and the advanced cursor.
 
-    S3 LastModified has a coarse resolution, so the cursor keeps the keys already seen at its
-    timestamp and lists from just before it: an object written in the same second is not missed.
+    S3 stamps an object with the time its upload started and with a coarse resolution, so an
+    object can show up after others that carry a later LastModified. The cursor therefore lists
+    from LOOKBACK before the newest LastModified it has seen and remembers the keys it recorded
+    since then: nothing is missed and nothing is recorded twice.
     """
-    since = datetime.fromisoformat(state["last_modified"]) if state.get("last_modified") else None
-    seen = set(state.get("keys", []))
+    newest_seen = (
+        datetime.fromisoformat(state["last_modified"]) if state.get("last_modified") else None
+    )
+    seen: dict[str, str] = dict(state.get("keys") or {})
     listed = get_objects(
         bucket,
         prefix,
-        since_last_modified=since - timedelta(microseconds=1) if since else None,
+        since_last_modified=newest_seen - LOOKBACK if newest_seen else None,
         client=client,
     )
     fresh = sorted(
@@ -44,11 +52,11 @@ def new_objects(
     )[:limit]
     if not fresh:
         return [], state
-    newest = fresh[-1]["LastModified"]
-    keys = [o["Key"] for o in fresh if o["LastModified"] == newest]
-    if since is not None and newest == since:
-        keys = sorted(seen | set(keys))
-    return fresh, {"last_modified": newest.isoformat(), "keys": keys}
+    newest = max(filter(None, (newest_seen, fresh[-1]["LastModified"])))
+    seen.update({o["Key"]: o["LastModified"].isoformat() for o in fresh})
+    horizon = newest - LOOKBACK
+    kept = {k: t for k, t in seen.items() if datetime.fromisoformat(t) > horizon}
+    return fresh, {"last_modified": newest.isoformat(), "keys": kept}
 
 
 def _observation_metadata(summary: BatchSummary, now: datetime) -> dict[str, Any]:

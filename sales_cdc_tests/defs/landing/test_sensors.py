@@ -169,3 +169,47 @@ def test_new_landing_rows_request_orders_current_once(provisioned: AwsResource):
         # Only error objects: nothing for the lake to do.
         _put_errors(provisioned, 1)
         assert _tick(provisioned, instance, result.cursor).run_requests == []
+
+
+def test_cursor_catches_an_object_stamped_before_ones_already_recorded():
+    from datetime import timedelta
+
+    from sales_cdc.defs.landing.sensors import new_objects
+
+    t0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
+    listing: list[dict] = []
+
+    class FakeS3:
+        """The one call get_objects makes: a paginated list_objects_v2."""
+
+        def get_paginator(self, operation: str):
+            assert operation == "list_objects_v2"
+            return self
+
+        def paginate(self, **kwargs):
+            return [{"Contents": list(listing)}]
+
+    def put(key: str, when: datetime) -> None:
+        listing.append({"Key": key, "LastModified": when, "Size": 1})
+
+    put("raw/a.gz", t0)
+    put("raw/b.gz", t0 + timedelta(seconds=30))
+    fresh, state = new_objects(FakeS3(), "bkt", "raw/", {}, 500)
+    assert [o["Key"] for o in fresh] == ["raw/a.gz", "raw/b.gz"]
+    # A slow upload started at t0+10s shows up only now; another object arrives at the same second.
+    put("raw/slow.gz", t0 + timedelta(seconds=10))
+    put("raw/c.gz", t0 + timedelta(seconds=30))
+    fresh, state = new_objects(FakeS3(), "bkt", "raw/", state, 500)
+    assert [o["Key"] for o in fresh] == ["raw/slow.gz", "raw/c.gz"]
+    assert new_objects(FakeS3(), "bkt", "raw/", state, 500)[0] == []
+    # The limit leaves the rest for the next tick, still nothing twice.
+    for i in range(5):
+        put(f"raw/d{i}.gz", t0 + timedelta(minutes=1))
+    first, state = new_objects(FakeS3(), "bkt", "raw/", state, 3)
+    second, state = new_objects(FakeS3(), "bkt", "raw/", state, 3)
+    assert len(first) == 3 and len(second) == 2
+    assert not {o["Key"] for o in first} & {o["Key"] for o in second}
+    # Keys older than the look-back are forgotten; they are not listed again either.
+    put("raw/e.gz", t0 + timedelta(minutes=20))
+    _, state = new_objects(FakeS3(), "bkt", "raw/", state, 500)
+    assert set(state["keys"]) == {"raw/e.gz"}
