@@ -25,10 +25,10 @@ def test_code_location_loads_with_every_definition():
     repository = defs.get_repository_def()
     keys = {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()}
     assert keys == ASSETS
-    assert JOBS <= {job.name for job in repository.get_all_jobs()}
+    assert {job.name for job in repository.get_all_jobs()} >= JOBS
     assert {s.name for s in repository.schedule_defs} == SCHEDULES
     assert {s.name for s in repository.sensor_defs} == SENSORS
-    assert RESOURCES <= set(defs.resources or {})
+    assert set(defs.resources or {}) >= RESOURCES
 
 
 def test_assets_carry_kinds_and_the_lake_runs_in_order():
