@@ -33,6 +33,8 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from sales_cdc.resources.lake_catalog import as_table_input
+
 log = logging.getLogger(__name__)
 
 STATE_PARAMETER = "sales_cdc_crawl_state"
@@ -46,16 +48,6 @@ READ_THREADS = 8
 INPUT_FORMAT = "org.apache.hadoop.mapred.TextInputFormat"
 OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
-TABLE_INPUT_KEYS = (
-    "Name",
-    "Description",
-    "Owner",
-    "Retention",
-    "StorageDescriptor",
-    "PartitionKeys",
-    "TableType",
-    "Parameters",
-)
 
 # -- Glue (Hive) types -------------------------------------------------------------------------
 # A type is a primitive name ("bigint", "double", "decimal(10,2)", "null", ...) or a tuple:
@@ -628,7 +620,7 @@ class EmbeddedCrawler:
         listed: list[_Listed],
         state: _State,
     ) -> dict[str, Any]:
-        base = {key: table[key] for key in TABLE_INPUT_KEYS if table and key in table}
+        base = as_table_input(table)
         parameters = dict(base.get("Parameters") or {})
         if compressed is None:
             compressed = parameters.get("compressionType", "gzip") == "gzip"

@@ -47,7 +47,9 @@ class Catalog(Protocol):
 
     def get_partitions(self, name: str) -> list[dict[str, Any]]: ...
 
-    def publish(self, name: str, **kwargs: Any) -> list[str]: ...
+    def publish(self, name: str, **kwargs: Any) -> list[str]:
+        """Switch the table to new data, delete what it replaced; return those locations."""
+        ...
 
 
 # -- Hive <-> Arrow types -------------------------------------------------------------------
@@ -459,9 +461,6 @@ class DuckDBEngine:
         except BaseException:
             self._delete(run_location)
             raise
-        for location in stale:
-            if location.startswith(table_location):
-                self._delete(location)
         return WriteOutcome(
             rows=data.num_rows,
             bytes_scanned=stats.bytes_scanned,

@@ -15,6 +15,24 @@ FINGERPRINT_PREFIX = "sales_cdc.fingerprint"
 _HIVE_SEGMENT = re.compile(r"^(\w+)=([^/]+)$")
 
 
+# The fields of a get_table answer that update_table accepts back as TableInput.
+TABLE_INPUT_KEYS = (
+    "Name",
+    "Description",
+    "Owner",
+    "Retention",
+    "StorageDescriptor",
+    "PartitionKeys",
+    "TableType",
+    "Parameters",
+)
+
+
+def as_table_input(table: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A Glue get_table answer as the TableInput of update_table (read-only fields left out)."""
+    return {key: table[key] for key in TABLE_INPUT_KEYS if table and key in table}
+
+
 def split_uri(uri: str) -> tuple[str, str]:
     """('bucket', 'key/prefix/') of an s3:// URI."""
     if not uri.startswith("s3://"):
@@ -132,14 +150,44 @@ class LakeCatalog:
         replace_partitions: Iterable[tuple[str, ...]] | None,
         parameters: Mapping[str, str] | None = None,
     ) -> list[str]:
-        """Point the Glue table (and partitions) at freshly written Parquet; return stale locations.
+        """Point the Glue table (and partitions) at freshly written Parquet, then delete the data
+        it no longer points at; return those stale locations.
 
         `partitions` maps partition values to the new data's locations. With
         `replace_partitions=None` the table becomes exactly the new data (partitions not in it
         are dropped); otherwise only the listed partitions change (a listed partition without
-        new data is dropped) and every other partition keeps its data. The caller deletes the
-        returned locations once the switch is done: until then old readers still find files.
+        new data is dropped) and every other partition keeps its data. Old files are deleted only
+        once the switch is done (until then readers still find them), and only under
+        `table_location`.
         """
+        stale = self._switch(
+            name,
+            columns=columns,
+            partition_keys=partition_keys,
+            table_location=table_location,
+            run_location=run_location,
+            partitions=partitions,
+            replace_partitions=replace_partitions,
+            parameters=parameters,
+        )
+        for location in stale:
+            if location.startswith(table_location):
+                self.delete_location(location)
+        return stale
+
+    def _switch(
+        self,
+        name: str,
+        *,
+        columns: Sequence[Mapping[str, str]],
+        partition_keys: Sequence[str],
+        table_location: str,
+        run_location: str,
+        partitions: Mapping[tuple[str, ...], str],
+        replace_partitions: Iterable[tuple[str, ...]] | None,
+        parameters: Mapping[str, str] | None,
+    ) -> list[str]:
+        """The catalog side of publish: table and partitions switched, stale locations listed."""
         current = self.get_table(name)
         keep = dict(current.get("Parameters") or {}) if current else {}
         if replace_partitions is None:
@@ -224,16 +272,6 @@ class LakeCatalog:
         table = self.get_table(name)
         if table is None:
             raise RuntimeError(f"Glue table {self.database}.{name} does not exist.")
-        allowed = {
-            "Name",
-            "Description",
-            "Owner",
-            "Retention",
-            "StorageDescriptor",
-            "PartitionKeys",
-            "TableType",
-            "Parameters",
-        }
-        table_input = {k: v for k, v in table.items() if k in allowed}
+        table_input = as_table_input(table)
         table_input["Parameters"] = {**(table.get("Parameters") or {}), **parameters}
         self.glue.update_table(DatabaseName=self.database, TableInput=table_input)

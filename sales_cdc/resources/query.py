@@ -370,7 +370,7 @@ class AthenaQueryEngine(QueryEngine):
                 tuple(p["Values"]): p["StorageDescriptor"]["Location"]
                 for p in catalog.get_partitions(temp)
             }
-            stale = catalog.publish(
+            catalog.publish(
                 name,
                 columns=written["StorageDescriptor"]["Columns"],
                 partition_keys=keys,
@@ -385,9 +385,6 @@ class AthenaQueryEngine(QueryEngine):
             catalog.delete_location(run_location)
             raise
         self._drop_temp(catalog, temp)
-        for location in stale:
-            if location.startswith(table_location):
-                catalog.delete_location(location)
         return WriteResult(
             table=name,
             location=run_location,

@@ -7,8 +7,11 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
+import sqlglot
+from sqlglot import exp
 
 from sales_cdc.resources.query import QueryEngine, read_sql
+from sales_cdc.resources.sql import bind
 
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 PARTITION = "order_date"
@@ -18,7 +21,7 @@ START_DATE = "2025-01-01"
 # are still coming in.
 order_days = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
 
-# table -> description; each table is sales_cdc/sql/<table>.sql, summed up by <table>_totals.sql.
+# table -> description; each table is sales_cdc/sql/<table>.sql, summed up by totals_sql().
 AGGREGATES: dict[str, str] = {
     "daily_sales_by_product": (
         "Sales orders, units, gross and net revenue per order day, product and currency; "
@@ -39,6 +42,16 @@ AGGREGATES: dict[str, str] = {
 }
 SALES_TABLES = ("daily_sales_by_product", "daily_sales_by_category", "hourly_revenue")
 AGGREGATE_KEYS = [dg.AssetKey(["athena", table]) for table in AGGREGATES]
+
+
+def totals_sql(table: str, day: str) -> str:
+    """One order day of `table` summed up: the sales tables share sales_aggregate_totals.sql
+    (read with their own table name), daily_order_status has its own file."""
+    if table not in SALES_TABLES:
+        return bind(read_sql(f"{table}_totals"), {PARTITION: day})
+    bound = bind(read_sql("sales_aggregate_totals"), {PARTITION: day})
+    tree = sqlglot.parse_one(bound, read="athena")
+    return exp.replace_tables(tree, {"daily_sales_by_product": table}).sql(dialect="athena")
 
 
 @dataclass
@@ -97,7 +110,6 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
     """
     refresh = Refresh(table=table)
     select_sql = read_sql(table)
-    totals_sql = read_sql(f"{table}_totals")
     for day in days:
         written = query_engine.write_table(
             table,
@@ -106,7 +118,7 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
             replace_partitions=[[day]],
             params={PARTITION: day},
         )
-        totals = query_engine.query(totals_sql, {PARTITION: day})
+        totals = query_engine.query(totals_sql(table, day))
         refresh.days.append(day)
         refresh.source_bytes_read += written.bytes_scanned
         refresh.bytes_read += written.bytes_scanned + totals.bytes_scanned

@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.analytics.assets import AGGREGATES, PARTITION, SALES_TABLES
+from sales_cdc.defs.analytics.assets import AGGREGATES, PARTITION, SALES_TABLES, totals_sql
 from sales_cdc.resources.query import QueryEngine, read_sql
 
 SAMPLE_SIZE = 10
@@ -59,11 +59,10 @@ def check_days(query_engine: QueryEngine, table: str, days: Iterable[str]) -> Fi
     """Compare each order day of `table` with orders_current's totals for that day."""
     findings = Findings()
     expected_sql = read_sql("aggregate_totals")
-    actual_sql = read_sql(f"{table}_totals")
     for day in sorted(days):
         params = {PARTITION: day}
         expected_result = query_engine.query(expected_sql, params)
-        actual_result = query_engine.query(actual_sql, params)
+        actual_result = query_engine.query(totals_sql(table, day))
         findings.days.append(day)
         findings.bytes_read += expected_result.bytes_scanned + actual_result.bytes_scanned
         expected_rows = expected_result.dicts()

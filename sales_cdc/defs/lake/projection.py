@@ -172,9 +172,7 @@ def scan_orders(aws: AwsResource, segments: int = SCAN_SEGMENTS) -> dict[str, di
             "total_amount": Decimal(item["totalAmount"]["N"]).quantize(CENT)
             if "totalAmount" in item
             else None,
-            "updated_at": _as_utc(item["updatedAt"]["S"].replace("Z", "+00:00"))
-            if "updatedAt" in item
-            else None,
+            "updated_at": _as_utc(item["updatedAt"]["S"]) if "updatedAt" in item else None,
         }
     return orders
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -42,14 +43,17 @@ def partition_of(key: str, prefix: str) -> str:
     return "/".join(part for part in rest.split("/")[:-1] if "=" in part)
 
 
-def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes) -> None:
-    """Count the landing rows of one GZIP object; note event time and days."""
+def _lines(summary: BatchSummary, key: str, prefix: str, body: bytes) -> Iterator[bytes]:
+    """Count one GZIP object in `summary` and yield its non-empty lines."""
     summary.objects += 1
     summary.bytes += len(body)
     summary.partitions.add(partition_of(key, prefix))
-    for line in gzip.decompress(body).splitlines():
-        if not line.strip():
-            continue
+    return (line for line in gzip.decompress(body).splitlines() if line.strip())
+
+
+def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes) -> None:
+    """Count the landing rows of one GZIP object; note event time and days."""
+    for line in _lines(summary, key, prefix, body):
         try:
             row = json.loads(line)
             event_time = parse_event_time(row["event_time"])
@@ -66,12 +70,7 @@ def add_error_object(
     summary: BatchSummary, key: str, prefix: str, body: bytes, samples: int = 3
 ) -> None:
     """Count Firehose error records of one GZIP object and keep a few reasons."""
-    summary.objects += 1
-    summary.bytes += len(body)
-    summary.partitions.add(partition_of(key, prefix))
-    for line in gzip.decompress(body).splitlines():
-        if not line.strip():
-            continue
+    for line in _lines(summary, key, prefix, body):
         summary.records += 1
         try:
             record = json.loads(line)

@@ -174,10 +174,11 @@ def landing_run_requests(
     if waiting:
         return []
     stack = aws.stack()
+    glue = aws.client("glue")
     try:
-        aws.client("glue").get_table(DatabaseName=stack.database, Name=stack.raw_table)
+        glue.get_table(DatabaseName=stack.database, Name=stack.raw_table)
         selection = [ORDERS_CURRENT]
-    except aws.client("glue").exceptions.EntityNotFoundException:
+    except glue.exceptions.EntityNotFoundException:
         selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT]
     return [
         dg.RunRequest(

@@ -1,5 +1,7 @@
--- daily_sales_by_product_totals: one order day of daily_sales_by_product summed per currency (to compare with
+-- sales_aggregate_totals: one order day of a sales aggregate summed per currency (to compare with
 -- aggregate_totals.sql), its row count and how many rows hold a negative amount.
+-- The three sales tables (daily_sales_by_product, daily_sales_by_category, hourly_revenue) share
+-- these columns: the checks read the same text with the table swapped (sqlglot replace_tables).
 SELECT
     currency,
     COUNT(*) AS table_rows,
