@@ -94,14 +94,27 @@ def land(
     aws: AwsResource, rows: Iterable[Mapping[str, Any]], hour: str = "2026/03/01/10", name: str = ""
 ) -> str:
     """Write rows as one gzip JSON-lines object under raw/orders_cdc/year=/month=/day=/hour=/."""
+    return land_lines(aws, [json.dumps(dict(r)) for r in rows], hour, name)
+
+
+def land_lines(
+    aws: AwsResource,
+    lines: Iterable[str],
+    hour: str = "2026/03/01/10",
+    name: str = "",
+    compress: bool = True,
+) -> str:
+    """Write text lines as one object (gzip `.gz`, or plain `.json`) under the hour's prefix."""
     stack = aws.stack()
     year, month, day, hh = hour.split("/")
     key = (
         f"{stack.raw_prefix}year={year}/month={month}/day={day}/hour={hh}/"
-        f"{name or uuid.uuid4().hex}.gz"
+        f"{name or uuid.uuid4().hex}{'.gz' if compress else '.json'}"
     )
-    body = gzip.compress("".join(json.dumps(dict(r)) + "\n" for r in rows).encode())
-    aws.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body)
+    body = "".join(line + "\n" for line in lines).encode()
+    aws.client("s3").put_object(
+        Bucket=stack.bucket, Key=key, Body=gzip.compress(body) if compress else body
+    )
     return key
 
 

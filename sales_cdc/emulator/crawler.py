@@ -650,7 +650,10 @@ class EmbeddedCrawler:
                 "NumberOfBuckets": -1,
                 "SerdeInfo": {
                     "SerializationLibrary": JSON_SERDE,
-                    "Parameters": {"paths": ",".join(col for col, _ in columns)},
+                    "Parameters": {
+                        "paths": ",".join(col for col, _ in columns),
+                        "ignore.malformed.json": "true",
+                    },
                 },
                 "BucketColumns": [],
                 "SortColumns": [],

@@ -17,6 +17,9 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime as dt
+import decimal
+import gzip
+import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,6 +37,8 @@ from sqlglot import exp
 
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
+GZIP_MAGIC = b"\x1f\x8b"
+HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
 class EngineError(RuntimeError):
@@ -107,6 +112,91 @@ def hive_to_arrow(hive_type: str) -> pa.DataType:
             fields.append(pa.field(name.strip(), hive_to_arrow(inner)))
         return pa.struct(fields)
     raise EngineError(f"Hive type {hive_type!r} is not supported by the embedded engine.")
+
+
+def _json_text(value: Any) -> str:
+    """A JSON value as the text a string column shows (the JSON SerDe keeps the literal)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | decimal.Decimal):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _coerce(value: Any, data_type: pa.DataType) -> Any:
+    """A parsed JSON value as a Python value of `data_type`; ValueError when it has none."""
+    if value is None:
+        return None
+    if pa.types.is_string(data_type):
+        return _json_text(value)
+    if isinstance(value, dict | list) and not pa.types.is_nested(data_type):
+        raise ValueError("a nested value in a primitive column")
+    if pa.types.is_boolean(data_type):
+        text = _json_text(value).lower()
+        if text not in ("true", "false"):
+            raise ValueError(f"{text!r} is not a boolean")
+        return text == "true"
+    if isinstance(value, bool):
+        raise ValueError("a boolean in a numeric column")
+    if pa.types.is_integer(data_type):
+        number = decimal.Decimal(_json_text(value).strip())
+        if number != number.to_integral_value():
+            raise ValueError(f"{value!r} is not an integer")
+        return int(number)
+    if pa.types.is_floating(data_type):
+        return float(_json_text(value))
+    if pa.types.is_decimal(data_type):
+        return decimal.Decimal(_json_text(value).strip())
+    return pa.array([value]).cast(data_type)[0].as_py()
+
+
+def _column(values: list[Any], data_type: pa.DataType) -> pa.Array:
+    """Values as an Arrow array of `data_type`; a value that does not convert is NULL."""
+    coerced = []
+    for value in values:
+        try:
+            coerced.append(_coerce(value, data_type))
+        except (ValueError, TypeError, ArithmeticError, pa.ArrowException):
+            coerced.append(None)
+    try:
+        return pa.array(coerced, data_type)
+    except (pa.ArrowException, ValueError, TypeError):
+        return pa.array(
+            [_or_none(lambda v=v: pa.array([v], data_type)[0].as_py()) for v in coerced],
+            data_type,
+        )
+
+
+def _or_none(convert: Callable[[], Any]) -> Any:
+    try:
+        return convert()
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        return None
+
+
+def json_lines_as_table(data: bytes, schema: pa.Schema) -> pa.Table:
+    """JSON lines read the way the OpenX JSON SerDe reads them (`ignore.malformed.json`).
+
+    Field names match columns case-insensitively, a value of another type than its column's is
+    converted when it can be (a number in a string column keeps its literal, "12.5" in a double
+    column is 12.5) and is NULL otherwise, and a line that is not a JSON object is a row of NULLs,
+    which the SQL of every table skips (no event_id, no order_id).
+    """
+    rows: list[dict[str, Any]] = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            parsed = json.loads(line, parse_float=decimal.Decimal)
+        except ValueError:
+            parsed = None
+        rows.append(
+            {str(k).lower(): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
+        )
+    columns = [_column([row.get(f.name) for row in rows], f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def arrow_to_hive(data_type: pa.DataType) -> str:
@@ -245,14 +335,22 @@ class DuckDBEngine:
         ]
         return sorted(files, key=lambda info: info.path)
 
-    def _read_json(self, info: pafs.FileInfo, schema: pa.Schema, gzip: bool) -> pa.Table:
-        compression = "gzip" if gzip or info.path.endswith(".gz") else None
+    def _read_json(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
+        """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
+        try:
+            with self.filesystem.open_input_stream(info.path) as stream:
+                data = stream.read()
+            if data[:2] == GZIP_MAGIC:
+                data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            with self.filesystem.open_input_stream(info.path, compression=compression) as stream:
-                table = pajson.read_json(stream, parse_options=options)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
+            table = pajson.read_json(pa.BufferReader(data), parse_options=options)
+        except pa.ArrowInvalid:
+            # A malformed line or a value of another type than the catalog's (a schema change):
+            # read line by line the way the JSON SerDe does.
+            return json_lines_as_table(data, schema)
         return table.select(schema.names)
 
     def _read_parquet(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
@@ -308,7 +406,6 @@ class DuckDBEngine:
         serde = (descriptor.get("SerdeInfo") or {}).get("SerializationLibrary", "")
         parameters = table.get("Parameters") or {}
         is_json = serde in JSON_SERDES or parameters.get("classification") == "json"
-        gzip = parameters.get("compressionType", "").lower() == "gzip"
         if not is_json and "parquet" not in serde.lower() + parameters.get("classification", ""):
             raise EngineError(
                 f"Table {name!r} has SerDe {serde!r}: only JSON and Parquet are read."
@@ -318,10 +415,9 @@ class DuckDBEngine:
 
         def read(item: tuple[tuple[str, ...], pafs.FileInfo]) -> pa.Table:
             values, info = item
-            data = (
-                self._read_json(info, schema, gzip) if is_json else self._read_parquet(info, schema)
-            )
+            data = self._read_json(info, schema) if is_json else self._read_parquet(info, schema)
             for key, value in zip(keys, values, strict=True):
+                value = None if value == HIVE_DEFAULT_PARTITION else value
                 data = data.append_column(key, pa.array([value] * data.num_rows, pa.string()))
             return data
 
@@ -406,9 +502,9 @@ class DuckDBEngine:
             raise EngineError(f"The query for {name!r} has no partition column(s) {missing}.")
         replace = None if replace_partitions is None else {tuple(v) for v in replace_partitions}
         for key in keys:
-            data = data.set_column(
-                data.column_names.index(key), key, pc.cast(data[key], pa.string())
-            )
+            # A NULL partition value goes where Hive and Athena put it, and reads back as NULL.
+            values = pc.fill_null(pc.cast(data[key], pa.string()), HIVE_DEFAULT_PARTITION)
+            data = data.set_column(data.column_names.index(key), key, values)
         if replace is not None and keys:
             mask = pc.is_in(
                 pc.binary_join_element_wise(*[data[k] for k in keys], "\x1f"),
@@ -428,10 +524,6 @@ class DuckDBEngine:
                 groups = data.group_by(keys, use_threads=False).aggregate([]).to_pylist()
                 for group in sorted(groups, key=lambda g: [g[k] for k in keys]):
                     values = tuple(group[k] for k in keys)
-                    if any(v is None for v in values):
-                        raise EngineError(
-                            f"{name}: NULL partition value in {dict(zip(keys, values, strict=True))}."
-                        )
                     mask = (
                         pc.and_kleene(
                             *[pc.equal(data[k], v) for k, v in zip(keys, values, strict=True)]

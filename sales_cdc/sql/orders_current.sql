@@ -3,24 +3,44 @@
 -- number) among the de-duplicated events wins; the order is absent when that event is a REMOVE.
 -- A full rebuild over the whole log, so late and out-of-order events can never resurrect a
 -- deleted order. Partition column order_date comes last (Athena CTAS rule).
--- `discount` is cataloged only once a discounted order has landed; until then it reads as NULL:
+-- Item attributes are cataloged once a row carrying them has landed (`discount` only once a
+-- discounted order has); until then they read as NULL:
+-- optional: orders_cdc.customer_id string
+-- optional: orders_cdc.customer_name string
+-- optional: orders_cdc.customer_city string
+-- optional: orders_cdc.customer_country string
+-- optional: orders_cdc.product_id string
+-- optional: orders_cdc.product_name string
+-- optional: orders_cdc.category string
+-- optional: orders_cdc.quantity bigint
+-- optional: orders_cdc.unit_price double
 -- optional: orders_cdc.discount double
+-- optional: orders_cdc.total_amount double
+-- optional: orders_cdc.currency string
+-- optional: orders_cdc.payment_method string
+-- optional: orders_cdc.channel string
+-- optional: orders_cdc.status string
+-- optional: orders_cdc.created_at string
+-- optional: orders_cdc.updated_at string
+-- optional: orders_cdc.version bigint
 -- partitioned_by: order_date
-WITH events AS (
-    SELECT
-        *,
-        CAST(sequence_number AS DECIMAL(38, 0)) AS seq,
-        ROW_NUMBER() OVER (
-            PARTITION BY event_id ORDER BY CAST(sequence_number AS DECIMAL(38, 0))
-        ) AS copy_number
+WITH landed AS (
+    SELECT *, TRY_CAST(sequence_number AS DECIMAL(38, 0)) AS seq
     FROM orders_cdc
+),
+events AS (
+    -- A line that is not a landing row (no event id, order id or numeric sequence) is skipped;
+    -- orders_cdc_stats counts those lines.
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY seq) AS copy_number
+    FROM landed
+    WHERE event_id IS NOT NULL AND order_id IS NOT NULL AND seq IS NOT NULL
 ),
 ranked AS (
     SELECT
         *,
         ROW_NUMBER() OVER (PARTITION BY order_id ORDER BY seq DESC, event_id) AS recency
     FROM events
-    WHERE copy_number = 1 AND order_id IS NOT NULL
+    WHERE copy_number = 1
 )
 SELECT
     order_id,

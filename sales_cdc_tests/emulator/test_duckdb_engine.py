@@ -1,5 +1,9 @@
 """The embedded Athena stand-in: catalog-typed reads, partition pruning, writes and crash safety."""
 
+import datetime as dt
+import json
+from decimal import Decimal
+
 import pyarrow as pa
 import pytest
 
@@ -8,7 +12,14 @@ from sales_cdc.emulator.duckdb_engine import DuckDBEngine, EngineError, arrow_to
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.lake_catalog import PARQUET_SERDE
 from sales_cdc.resources.query import DuckDBQueryEngine
-from sales_cdc_tests.lake_data import RAW_COLUMNS, catalog_raw_table, event, land, setup_lake
+from sales_cdc_tests.lake_data import (
+    RAW_COLUMNS,
+    catalog_raw_table,
+    event,
+    land,
+    land_lines,
+    setup_lake,
+)
 
 SALES = """
 SELECT order_id, CAST(total_amount AS DECIMAL(18, 2)) AS total_amount, day
@@ -197,3 +208,45 @@ def test_schema_of_raw_table_drives_missing_columns(aws: AwsResource) -> None:
         engine.query("SELECT discount FROM orders_cdc")
     text = "-- optional: orders_cdc.discount double\nSELECT discount FROM orders_cdc"
     assert engine.query(text).rows == [(None,)]
+
+
+def test_plain_objects_type_drift_and_malformed_lines_read_as_the_json_serde_does(
+    aws: AwsResource,
+) -> None:
+    setup_lake(aws)
+    land(aws, [event("a", 1, "INSERT", total=10.0)])
+    drifted = {**event("b", 2, "INSERT"), "total_amount": "12.50", "status": 7, "QUANTITY": 3}
+    land_lines(
+        aws,
+        [json.dumps(drifted), "{not json", "[1, 2]", json.dumps(event("c", 3, "INSERT"))],
+        compress=False,
+    )
+    catalog_raw_table(aws)
+    rows = DuckDBQueryEngine(aws=aws).query(
+        "SELECT order_id, total_amount, status, quantity FROM orders_cdc ORDER BY order_id"
+    )
+    assert rows.rows == [
+        ("a", 10.0, "PLACED", 2),
+        ("b", 12.5, "7", 3),  # converted to the cataloged types; names match case-insensitively
+        ("c", 20.0, "PLACED", 2),
+        (None, None, None, None),  # the two lines that are not JSON objects: rows of NULLs
+        (None, None, None, None),
+    ]
+
+
+def test_json_lines_as_table_converts_or_nulls_each_value() -> None:
+    schema = pa.schema(
+        [
+            ("s", pa.string()),
+            ("i", pa.int64()),
+            ("d", pa.decimal128(18, 2)),
+            ("b", pa.bool_()),
+            ("t", pa.timestamp("us")),
+        ]
+    )
+    data = b'{"s": 12.50, "i": "7", "d": "3.1", "b": "true", "t": "2026-03-01 10:00:00"}\n'
+    data += b'{"s": {"k": [1]}, "i": 2.5, "d": "x", "b": 1, "t": "noon"}\n\n'
+    assert duckdb_engine.json_lines_as_table(data, schema).to_pylist() == [
+        {"s": "12.50", "i": 7, "d": Decimal("3.10"), "b": True, "t": dt.datetime(2026, 3, 1, 10)},
+        {"s": '{"k":[1]}', "i": None, "d": None, "b": None, "t": None},
+    ]

@@ -77,6 +77,11 @@ def orders_current(
         TABLE, {FINGERPRINTS_PARAMETER: json.dumps(after, sort_keys=True)}
     )
 
+    if _int(stats["unreadable_rows"]):
+        context.log.warning(
+            f"Skipped {_int(stats['unreadable_rows'])} line(s) of {stack.raw_table} that are not "
+            "landing rows (no event_id, order_id or numeric sequence_number)."
+        )
     newest = _as_utc(stats["newest_event_time"])
     lag = (dt.datetime.now(dt.UTC) - newest).total_seconds() if newest else None
     bytes_read = written.bytes_scanned + fingerprint_bytes
@@ -86,6 +91,7 @@ def orders_current(
             "orders_deleted": dg.MetadataValue.int(_int(stats["orders_deleted"])),
             "duplicate_events_ignored": dg.MetadataValue.int(_int(stats["duplicate_events"])),
             "events_read": dg.MetadataValue.int(_int(stats["events_read"])),
+            "unreadable_rows_skipped": dg.MetadataValue.int(_int(stats["unreadable_rows"])),
             "newest_event_time": dg.MetadataValue.text(newest.isoformat() if newest else ""),
             "lag_seconds": dg.MetadataValue.float(round(lag, 3) if lag is not None else -1.0),
             "bytes_read": dg.MetadataValue.int(bytes_read),

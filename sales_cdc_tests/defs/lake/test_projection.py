@@ -13,7 +13,14 @@ from sales_cdc.defs.lake.projection import (
 )
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
-from sales_cdc_tests.lake_data import RAW_COLUMNS, catalog_raw_table, event, land, setup_lake
+from sales_cdc_tests.lake_data import (
+    RAW_COLUMNS,
+    catalog_raw_table,
+    event,
+    land,
+    land_lines,
+    setup_lake,
+)
 
 
 @pytest.fixture
@@ -121,6 +128,45 @@ def test_schema_evolution_discount_absent_then_new_column(lake: AwsResource) -> 
     rows = current(lake)
     assert rows["a"]["discount"] is None
     assert rows["b"]["discount"] == Decimal("1.50")
+
+
+def test_plain_files_lines_that_are_not_landing_rows_and_missing_attributes(
+    lake: AwsResource,
+) -> None:
+    land(lake, [event("a", 1, "INSERT"), event("b", 1, "INSERT")])
+    # a plain (not gzip) object, as a hand-written file would be; a broken line; a row with no
+    # event_id; a sequence number that is not a number; the event fields without item attributes
+    minimal = {
+        "event_id": "e-b-5",
+        "event_name": "MODIFY",
+        "sequence_number": "5",
+        "event_time": "2026-03-01 10:05:00.000000",
+        "order_id": "b",
+        "is_deleted": False,
+    }
+    no_event_id = {k: v for k, v in event("a", 9, status="DELIVERED").items() if k != "event_id"}
+    land_lines(
+        lake,
+        [
+            json.dumps(event("a", 2, status="PAID")),
+            '{"event_id": "x", broken',
+            json.dumps(no_event_id),
+            json.dumps(event("a", "later", status="RETURNED")),
+        ],
+        compress=False,
+    )
+    land_lines(lake, [json.dumps(minimal)], hour="2026/03/01/11")
+    core = {"event_id", "event_name", "sequence_number", "event_time", "order_id", "is_deleted"}
+    catalog_raw_table(lake, [c for c in RAW_COLUMNS if c[0] in core])  # only what all rows share
+
+    result = materialize(lake)
+    assert result.success
+    rows = current(lake)
+    assert rows["a"]["last_sequence_number"] == Decimal(2)
+    assert rows["b"]["last_event_id"] == "e-b-5" and rows["b"]["total_amount"] is None
+    meta = metadata(result)
+    assert meta["unreadable_rows_skipped"] == 3
+    assert meta["events_read"] == 4
 
 
 def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
