@@ -2,7 +2,9 @@
 -- For each order_id the event with the greatest sequence_number (a digits string, compared as a
 -- number) among the de-duplicated events wins; the order is absent when that event is a REMOVE.
 -- A full rebuild over the whole log, so late and out-of-order events can never resurrect a
--- deleted order. Partition column order_date comes last (Athena CTAS rule).
+-- deleted order. Partition column order_date comes last (Athena CTAS rule). A created_at that is
+-- not ISO-8601 gives a NULL order_date (Hive's default partition): the order_date_known check
+-- names such orders instead of the whole projection failing.
 -- Item attributes are cataloged once a row carrying them has landed (`discount` only once a
 -- discounted order has); until then they read as NULL:
 -- optional: orders_cdc.customer_id string
@@ -59,12 +61,12 @@ SELECT
     payment_method,
     channel,
     status,
-    CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP) AS created_at,
-    CAST(from_iso8601_timestamp(updated_at) AS TIMESTAMP) AS updated_at,
+    TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)) AS created_at,
+    TRY(CAST(from_iso8601_timestamp(updated_at) AS TIMESTAMP)) AS updated_at,
     version,
     event_id AS last_event_id,
     seq AS last_sequence_number,
-    CAST(event_time AS TIMESTAMP) AS last_event_time,
-    date_format(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP), '%Y-%m-%d') AS order_date
+    TRY_CAST(event_time AS TIMESTAMP) AS last_event_time,
+    date_format(TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)), '%Y-%m-%d') AS order_date
 FROM ranked
 WHERE recency = 1 AND NOT COALESCE(is_deleted, event_name = 'REMOVE')

@@ -20,5 +20,7 @@ SELECT
                 OR status NOT IN ('PLACED', 'PAID', 'SHIPPED', 'DELIVERED', 'CANCELLED', 'RETURNED')
                 THEN order_id
         END
-    ) AS bad_status_sample
+    ) AS bad_status_sample,
+    COUNT_IF(order_date IS NULL) AS unknown_order_date,
+    MAX(CASE WHEN order_date IS NULL THEN order_id END) AS unknown_order_date_sample
 FROM orders_current

@@ -118,6 +118,11 @@ RULES = {
         "bad_status_sample",
         "rows whose status is not PLACED, PAID, SHIPPED, DELIVERED, CANCELLED or RETURNED",
     ),
+    "order_date_known": (
+        "unknown_order_date",
+        "unknown_order_date_sample",
+        "rows whose created_at is not an ISO-8601 time (no order day: in no aggregate)",
+    ),
 }
 
 
@@ -129,7 +134,7 @@ RULES = {
     can_subset=False,
 )
 def orders_current_rules(context: dg.AssetCheckExecutionContext, query_engine: QueryEngine):
-    """Keys unique and present, quantity > 0, amounts >= 0, status in the known set."""
+    """Keys unique and present, quantity > 0, amounts >= 0, status known, order day known."""
     figures = query_engine.query(read_sql("orders_current_checks")).one()
     for name, (column, sample_column, text) in RULES.items():
         bad = _int(figures[column])

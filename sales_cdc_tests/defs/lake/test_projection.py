@@ -183,6 +183,7 @@ def test_checks_pass_on_good_data_and_block_on_bad(lake: AwsResource) -> None:
         "quantity_positive",
         "amounts_not_negative",
         "status_known",
+        "order_date_known",
     ):
         assert good[name].passed, name
 
@@ -192,6 +193,7 @@ def test_checks_pass_on_good_data_and_block_on_bad(lake: AwsResource) -> None:
             event("n", 3, "INSERT", total=-5.0),
             event("q", 4, "INSERT", quantity=0),
             event("s", 5, "INSERT", status="LOST"),
+            event("t", 6, "INSERT", created_at="yesterday"),
         ],
         hour="2026/03/01/11",
     )
@@ -200,6 +202,8 @@ def test_checks_pass_on_good_data_and_block_on_bad(lake: AwsResource) -> None:
     assert bad["amounts_not_negative"].metadata["sample_order_id"].value == "n"
     assert not bad["quantity_positive"].passed
     assert not bad["status_known"].passed
+    assert bad["order_date_known"].metadata["sample_order_id"].value == "t"
+    assert not bad["order_date_known"].passed
     assert bad["one_row_per_order"].passed
 
 
