@@ -3,6 +3,7 @@
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -12,10 +13,27 @@ from sqlglot import exp
 
 from sales_cdc.resources.query import QueryEngine, read_sql
 from sales_cdc.resources.sql import bind
+from sales_cdc.settings import SettingsError, load_settings
+from sales_cdc.stack import load_declaration
 
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 PARTITION = "order_date"
-START_DATE = "2025-01-01"
+
+
+def _partitions_start() -> str:
+    """analytics.partitions_start of infra/stack.yaml, checked: a date like 2025-01-01."""
+    value = str(load_declaration(load_settings().env)["analytics"]["partitions_start"])
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(
+            f"analytics.partitions_start={value!r} in infra/stack.yaml is not a date. "
+            "Set it to the first order day to aggregate, as YYYY-MM-DD (e.g. 2025-01-01)."
+        ) from None
+    return value
+
+
+START_DATE = _partitions_start()
 
 # One partition per UTC order day; end_offset=1 so that today's partition exists while orders
 # are still coming in.

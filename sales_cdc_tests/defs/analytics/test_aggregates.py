@@ -1,15 +1,18 @@
 """The aggregate tables on the embedded engine: exact figures, per-day replacement, checks."""
 
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from sales_cdc.defs.analytics import assets
 from sales_cdc.defs.analytics.assets import AGGREGATES, ASSETS
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
 from sales_cdc.defs.lake.projection import orders_current
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc.settings import SettingsError
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
 
 DAY = "2026-03-01"
@@ -342,3 +345,16 @@ def test_checks_fail_when_a_partition_is_tampered_with(lake: AwsResource) -> Non
     assert found[("daily_order_status", "matches_orders_current")] is False
     assert found[("daily_sales_by_category", "matches_orders_current")] is True
     assert found[("hourly_revenue", "no_negative_revenue")] is True
+
+
+def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert assets.order_days.start.strftime("%Y-%m-%d") == assets._partitions_start()
+    stack_yaml = (Path(__file__).parents[3] / "infra" / "stack.yaml").read_text()
+    (tmp_path / "stack.yaml").write_text(
+        stack_yaml.replace('partitions_start: "2025-01-01"', 'partitions_start: "last year"')
+    )
+    monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(tmp_path))
+    with pytest.raises(SettingsError, match=r"analytics.partitions_start='last year'.*YYYY-MM-DD"):
+        assets._partitions_start()
