@@ -152,28 +152,14 @@ def _coerce(value: Any, data_type: pa.DataType) -> Any:
     return pa.array([value]).cast(data_type)[0].as_py()
 
 
-def _column(values: list[Any], data_type: pa.DataType) -> pa.Array:
-    """Values as an Arrow array of `data_type`; a value that does not convert is NULL."""
-    coerced = []
-    for value in values:
-        try:
-            coerced.append(_coerce(value, data_type))
-        except (ValueError, TypeError, ArithmeticError, pa.ArrowException):
-            coerced.append(None)
+def _value(value: Any, data_type: pa.DataType) -> Any:
+    """`value` as a Python value `data_type` can hold, or None when it has none."""
     try:
-        return pa.array(coerced, data_type)
-    except (pa.ArrowException, ValueError, TypeError):
-        return pa.array(
-            [_or_none(lambda v=v: pa.array([v], data_type)[0].as_py()) for v in coerced],
-            data_type,
-        )
-
-
-def _or_none(convert: Callable[[], Any]) -> Any:
-    try:
-        return convert()
-    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        converted = _coerce(value, data_type)
+        pa.array([converted], data_type)  # in range: integer width, decimal precision
+    except (ValueError, TypeError, ArithmeticError, pa.ArrowException):
         return None
+    return converted
 
 
 def json_lines_as_table(data: bytes, schema: pa.Schema) -> pa.Table:
@@ -195,7 +181,7 @@ def json_lines_as_table(data: bytes, schema: pa.Schema) -> pa.Table:
         rows.append(
             {str(k).lower(): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
         )
-    columns = [_column([row.get(f.name) for row in rows], f.type) for f in schema]
+    columns = [pa.array([_value(row.get(f.name), f.type) for row in rows], f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
 

@@ -12,15 +12,15 @@ WITH landed AS (
         TRY_CAST(sequence_number AS DECIMAL(38, 0)) AS seq
     FROM orders_cdc
 ),
+flagged AS (
+    SELECT *, event_id IS NOT NULL AND order_id IS NOT NULL AND seq IS NOT NULL AS readable
+    FROM landed
+),
 events AS (
     SELECT
         *,
-        event_id IS NOT NULL AND order_id IS NOT NULL AND seq IS NOT NULL AS readable,
-        ROW_NUMBER() OVER (
-            PARTITION BY event_id IS NOT NULL AND order_id IS NOT NULL AND seq IS NOT NULL, order_id
-            ORDER BY seq DESC, event_id
-        ) AS recency
-    FROM landed
+        ROW_NUMBER() OVER (PARTITION BY readable, order_id ORDER BY seq DESC, event_id) AS recency
+    FROM flagged
 )
 SELECT
     COUNT_IF(NOT readable) AS unreadable_rows,
