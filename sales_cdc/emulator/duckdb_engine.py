@@ -1,9 +1,10 @@
 """Athena's stand-in: Athena SQL run by an in-process DuckDB over the tables of the Glue catalog.
 
 A query is parsed in Athena's dialect (sqlglot), every table it names is resolved through the Glue
-catalog (location, columns, partition keys, SerDe) and read from S3 with pyarrow: JSON with an
-explicit schema built from the cataloged Hive types (a column a file lacks is NULL, types are the
-cataloged ones), Parquet as Parquet. Partitions are pruned by the query's equality / IN filters on
+catalog (location, columns, partition keys, SerDe) and read from S3 with pyarrow: JSON (GZIP or
+plain, told apart by content) with an explicit schema built from the cataloged Hive types (a column a
+file lacks is NULL, types are the cataloged ones; an object with a malformed line or a value of
+another type is read line by line as the JSON SerDe reads it), Parquet as Parquet. Partitions are pruned by the query's equality / IN filters on
 partition columns, so a per-day query reads only that day's objects. The data is registered into
 DuckDB under the table's name and the query, transpiled to DuckDB's dialect, runs there.
 
