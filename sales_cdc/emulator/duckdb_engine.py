@@ -19,7 +19,6 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
-import gzip
 import json
 import re
 import uuid
@@ -326,18 +325,26 @@ class DuckDBEngine:
         """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
         try:
             with self.filesystem.open_input_stream(info.path) as stream:
-                data = stream.read()
-            if data[:2] == GZIP_MAGIC:
-                data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+                raw = stream.read()
+        except OSError as exc:
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
+
+        def lines() -> pa.NativeFile:
+            buffer = pa.BufferReader(raw)
+            return pa.CompressedInputStream(buffer, "gzip") if raw[:2] == GZIP_MAGIC else buffer
+
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            table = pajson.read_json(pa.BufferReader(data), parse_options=options)
+            table = pajson.read_json(lines(), parse_options=options)
         except pa.ArrowInvalid:
             # A malformed line or a value of another type than the catalog's (a schema change):
             # read line by line the way the JSON SerDe does.
-            return json_lines_as_table(data, schema)
+            try:
+                return json_lines_as_table(lines().read(), schema)
+            except OSError as exc:  # not GZIP after all, or truncated
+                raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
+        except OSError as exc:
+            raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
         return table.select(schema.names)
 
     def _read_parquet(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:

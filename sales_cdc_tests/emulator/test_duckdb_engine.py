@@ -250,3 +250,14 @@ def test_json_lines_as_table_converts_or_nulls_each_value() -> None:
         {"s": "12.50", "i": 7, "d": Decimal("3.10"), "b": True, "t": dt.datetime(2026, 3, 1, 10)},
         {"s": '{"k":[1]}', "i": None, "d": None, "b": None, "t": None},
     ]
+
+
+def test_a_truncated_gzip_object_is_named_in_the_error(aws: AwsResource) -> None:
+    setup_lake(aws)
+    key = land(aws, [event("a", 1, "INSERT")])
+    stack = aws.stack()
+    body = aws.client("s3").get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+    aws.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body[:-8])
+    catalog_raw_table(aws)
+    with pytest.raises(Exception, match=rf"Cannot read JSON object .*{key}"):
+        DuckDBQueryEngine(aws=aws).query("SELECT count(*) FROM orders_cdc")
