@@ -239,7 +239,10 @@ class ObjectSchema:
 def infer_object_schema(data: bytes) -> ObjectSchema:
     """The columns of one JSON-lines object (GZIP or plain), inferred by pyarrow's JSON reader."""
     compressed = data[:2] == b"\x1f\x8b"
-    text = gzip.decompress(data) if compressed else data
+    try:
+        text = gzip.decompress(data) if compressed else data
+    except (OSError, EOFError):  # truncated or corrupt: like Glue, log it and crawl the rest
+        return ObjectSchema([], 0, 1, compressed)
     try:
         columns, records = _read_json(text)
         return ObjectSchema(columns, records, 0, compressed)

@@ -152,6 +152,8 @@ def test_inference_uses_pyarrow_and_survives_malformed_lines() -> None:
     ]
     conflicting = infer_object_schema(b'{"a": 1}\n{"a": "x"}\n')
     assert [(n, render(t)) for n, t in conflicting.columns] == [("a", "string")]
+    truncated = infer_object_schema(gzip.compress(body)[:-8])
+    assert (truncated.columns, truncated.records, truncated.malformed_lines) == ([], 0, 1)
 
 
 # -- crawls in the emulator ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def parse_event_time(value: str) -> datetime:
@@ -44,15 +45,24 @@ def partition_of(key: str, prefix: str) -> str:
 
 
 def _lines(summary: BatchSummary, key: str, prefix: str, body: bytes) -> Iterator[bytes]:
-    """Count one GZIP object in `summary` and yield its non-empty lines."""
+    """Count one object (GZIP as Firehose writes it, or plain) and yield its non-empty lines.
+
+    An object that claims GZIP but does not decompress counts as one unreadable line.
+    """
     summary.objects += 1
     summary.bytes += len(body)
     summary.partitions.add(partition_of(key, prefix))
-    return (line for line in gzip.decompress(body).splitlines() if line.strip())
+    if body[:2] == GZIP_MAGIC:
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError):
+            summary.unreadable_lines += 1
+            return iter(())
+    return (line for line in body.splitlines() if line.strip())
 
 
 def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes) -> None:
-    """Count the landing rows of one GZIP object; note event time and days."""
+    """Count the landing rows of one object; note event time and days."""
     for line in _lines(summary, key, prefix, body):
         try:
             row = json.loads(line)
@@ -69,7 +79,7 @@ def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes
 def add_error_object(
     summary: BatchSummary, key: str, prefix: str, body: bytes, samples: int = 3
 ) -> None:
-    """Count Firehose error records of one GZIP object and keep a few reasons."""
+    """Count Firehose error records of one object and keep a few reasons."""
     for line in _lines(summary, key, prefix, body):
         summary.records += 1
         try:

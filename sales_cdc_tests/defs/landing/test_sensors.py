@@ -80,6 +80,16 @@ def test_summary_counts_rows_days_and_partitions():
     ) == ("year=2026/month=11/day=21/hour=00")
 
 
+def test_summary_reads_plain_objects_and_counts_a_broken_gzip_as_unreadable():
+    summary = BatchSummary()
+    plain = (json.dumps(_row("2026-11-21 00:00:01.5")) + "\nnot json\n").encode()
+    broken = gzip.compress(plain)[:-8]
+    prefix = "raw/orders_cdc/"
+    add_landing_object(summary, f"{prefix}year=2026/month=11/day=21/hour=00/a.json", prefix, plain)
+    add_landing_object(summary, f"{prefix}year=2026/month=11/day=21/hour=00/b.gz", prefix, broken)
+    assert (summary.objects, summary.records, summary.unreadable_lines) == (2, 1, 2)
+
+
 def test_sensor_records_each_new_batch_once_with_its_figures(provisioned: AwsResource):
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(provisioned, instance, None), dg.SkipReason)
