@@ -29,34 +29,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sales_cdc_tests.lake_data import RAW_COLUMNS  # noqa: E402
+
 EVENTS_PER_FILE = 100_000
 STATUSES = ["PLACED", "PAID", "SHIPPED", "DELIVERED"]
-COLUMNS = [
-    ("event_id", "string"),
-    ("event_name", "string"),
-    ("sequence_number", "string"),
-    ("event_time", "string"),
-    ("order_id", "string"),
-    ("is_deleted", "boolean"),
-    ("customer_id", "string"),
-    ("customer_name", "string"),
-    ("customer_city", "string"),
-    ("customer_country", "string"),
-    ("product_id", "string"),
-    ("product_name", "string"),
-    ("category", "string"),
-    ("quantity", "bigint"),
-    ("unit_price", "double"),
-    ("discount", "double"),
-    ("total_amount", "double"),
-    ("currency", "string"),
-    ("payment_method", "string"),
-    ("channel", "string"),
-    ("status", "string"),
-    ("created_at", "string"),
-    ("updated_at", "string"),
-    ("version", "bigint"),
-]
+# The raw table as the crawler catalogs it: the same columns the tests use.
+COLUMNS = RAW_COLUMNS
 
 
 def generate(root: Path, events: int, seed: int = 7) -> None:
