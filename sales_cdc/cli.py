@@ -70,13 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser(
         "query",
-        help="run Athena SQL against the lake (DuckDB over the emulator locally, Athena in aws)",
+        help="run one read-only Athena query against the lake (DuckDB locally, Athena in aws)",
     )
     query.add_argument(
-        "sql", help='the statement, e.g. "SELECT * FROM orders_current", or - for stdin'
+        "sql",
+        help='one SELECT / WITH / VALUES / SHOW / DESCRIBE statement, e.g. "SELECT * FROM '
+        'orders_current", or - for stdin; anything else is refused',
     )
     query.add_argument("--output", choices=("table", "csv", "json"), default="table")
-    query.add_argument("--max-rows", type=int, default=50, help="rows shown (default %(default)s)")
+    query.add_argument(
+        "--max-rows",
+        type=int,
+        default=50,
+        help="rows fetched and printed in every output format (default %(default)s)",
+    )
     query.set_defaults(func=_query)
     return parser
 

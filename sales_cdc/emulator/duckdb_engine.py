@@ -456,9 +456,18 @@ class DuckDBEngine:
         """Run one Athena SQL statement; its result as Arrow and what it read."""
         duck_sql, reads = self.transpile(sql)
         stats = ReadStats()
-        connection = duckdb.connect()
+        # Athena cannot touch the machine it runs on: no local files (COPY, read_*, ATTACH),
+        # no extensions to install or load, and the query cannot change that back.
+        connection = duckdb.connect(
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
         try:
             connection.execute("SET TimeZone = 'UTC'")
+            connection.execute("SET lock_configuration = true")
             for name, registered, pruning in reads:
                 wanted = {k: set(v) for k, v in pruning.items()}
                 for key, values in ((partition_filters or {}).get(name) or {}).items():
