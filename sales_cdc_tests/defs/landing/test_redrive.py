@@ -276,3 +276,104 @@ def test_max_objects_leaves_the_rest_for_the_next_run(provisioned: AwsResource, 
     assert output_metadata(second)["error_objects_remaining"] == 0
     assert len(landed_event_ids(provisioned)) == 3
     assert check_evaluations(second)[0].passed
+
+
+# -- end to end: the local runtime delivers, the transform rejects, is fixed, records re-driven --
+
+
+def deploy_rejecting_transform(aws: AwsResource) -> None:
+    """A transform version that fails every record, deployed as provisioning deploys one."""
+    import hashlib
+    import io
+    import zipfile
+
+    stack = aws.stack()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(
+            "handler.py",
+            "def lambda_handler(event, context):\n"
+            "    return {'records': [{'recordId': r['recordId'], 'result': 'ProcessingFailed',\n"
+            "                         'data': r['data']} for r in event['records']]}\n",
+        )
+    body = buffer.getvalue()
+    key = f"{stack.artifact_prefix}{hashlib.sha256(body).hexdigest()}.zip"
+    aws.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body)
+    aws.client("lambda").update_function_code(
+        FunctionName=stack.function_name, S3Bucket=stack.bucket, S3Key=key
+    )
+
+
+def error_records(aws: AwsResource) -> list[dict[str, Any]]:
+    prefix = f"{aws.stack().errors_prefix}processing-failed/"
+    return [
+        json.loads(line) for body in objects(aws, prefix).values() for line in body.splitlines()
+    ]
+
+
+@pytest.mark.slow
+def test_fail_fix_redrive_lands_every_change_once_and_orders_current_has_them(
+    provisioned: AwsResource, tmp_path: Path
+):
+    import time
+
+    from sales_cdc.defs.infrastructure.provision import provision_all
+    from sales_cdc.defs.lake.catalog import glue_orders_cdc
+    from sales_cdc.defs.lake.projection import orders_current
+    from sales_cdc.resources.crawler import EmbeddedCrawlerResource
+    from sales_cdc.resources.query import DuckDBQueryEngine
+    from sales_cdc_tests.emulator.test_runtime_end_to_end import (
+        fast_buffering,
+        start_runtime,
+        stop,
+        stream_events,
+        write_changes,
+    )
+
+    deploy_rejecting_transform(provisioned)
+    fast_buffering(provisioned)
+    runtime = start_runtime(tmp_path)
+    try:
+        write_changes(provisioned, orders=6)  # 6 inserts, 6 updates, 2 deletes
+        events = stream_events(provisioned)
+        assert len(events) == 14
+        deadline = time.monotonic() + 60
+        while len(error_records(provisioned)) < len(events):
+            assert time.monotonic() < deadline, "the rejected records never reached errors/"
+            time.sleep(1)
+    finally:
+        stop(runtime)
+    assert landed_event_ids(provisioned) == []
+    raw_changes = {base64.b64decode(d["rawData"]) for d in error_records(provisioned)}
+    assert {json.loads(r)["eventID"] for r in raw_changes} == set(events)
+
+    provision_all(provisioned)  # the fix: the real transform is deployed again
+    result = redrive(provisioned, tmp_path / "cache")
+    assert result.success
+    assert sorted(landed_event_ids(provisioned)) == sorted(events)  # each exactly once
+    assert error_records(provisioned) == []
+    assert check_evaluations(result)[0].passed
+
+    lake = dg.materialize(
+        [glue_orders_cdc, orders_current],
+        resources={
+            "aws": provisioned,
+            "crawler": EmbeddedCrawlerResource(aws=provisioned),
+            "query_engine": DuckDBQueryEngine(aws=provisioned),
+        },
+    )
+    assert lake.success
+    rows = DuckDBQueryEngine(aws=provisioned).query("SELECT order_id, status FROM orders_current")
+    live = {
+        e["dynamodb"]["Keys"]["orderId"]["S"] for e in events.values() if e["eventName"] == "INSERT"
+    } - {
+        e["dynamodb"]["Keys"]["orderId"]["S"] for e in events.values() if e["eventName"] == "REMOVE"
+    }
+    assert sorted(r[0] for r in rows.rows) == sorted(live)  # 4 live orders, once each
+    assert {r[1] for r in rows.rows} == {"PAID"}
+
+    landed = objects(provisioned, provisioned.stack().raw_prefix)
+    again = redrive(provisioned, tmp_path / "cache")
+    assert again.success
+    assert output_metadata(again)["error_objects_redriven"] == 0
+    assert objects(provisioned, provisioned.stack().raw_prefix) == landed
