@@ -215,3 +215,46 @@ def test_every_output_format_stops_at_max_rows(aws, capsys, output):
 def test_max_rows_must_be_positive(capsys):
     assert run_query("SELECT 1", max_rows=0) == 2
     assert "--max-rows must be at least 1" in capsys.readouterr().err
+
+
+class _RecordingEngine:
+    """Stands in for AthenaQueryEngine: records the SQL it is given, returns what it is told."""
+
+    def __init__(self, rows: int) -> None:
+        self.statements: list[str] = []
+        self.rows = rows
+
+    def query(self, sql, params=None):
+        from sales_cdc.resources.query import QueryResult
+
+        self.statements.append(sql)
+        return QueryResult(columns=["n"], rows=[(i,) for i in range(self.rows)], bytes_scanned=7)
+
+
+def test_athena_receives_the_limited_statement(monkeypatch, capsys):
+    import sqlglot
+
+    import sales_cdc.query_cli as query_cli
+
+    engine = _RecordingEngine(rows=6)
+    monkeypatch.setattr(query_cli, "build_resources", lambda settings: {"query_engine": engine})
+    monkeypatch.setattr(query_cli, "apply_local_credentials", lambda settings: None)
+    sql = "SELECT order_id AS n FROM orders_current ORDER BY updated_at DESC"
+    assert run_query(sql, output="csv", max_rows=5) == 0
+    (sent,) = engine.statements
+    assert sent == f"{sql} LIMIT 6"
+    assert sqlglot.parse_one(sent, read="athena").args["limit"].expression.this == "6"
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["n", "0", "1", "2", "3", "4"]
+    assert "first 5 rows; more not fetched" in out.err
+
+
+def test_a_refused_statement_builds_no_engine(monkeypatch, capsys):
+    import sales_cdc.query_cli as query_cli
+
+    def no_engine(settings):
+        raise AssertionError("an engine was built for a refused statement")
+
+    monkeypatch.setattr(query_cli, "build_resources", no_engine)
+    assert run_query("DROP TABLE orders_current") == 2
+    assert "refused: DROP is not a query" in capsys.readouterr().err
