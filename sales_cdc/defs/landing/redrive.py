@@ -19,6 +19,7 @@ import json
 import re
 import time
 import uuid
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -74,6 +75,7 @@ class ObjectOutcome:
     landed_keys: list[str] = field(default_factory=list)
     already_landed: int = 0
     archive_key: str | None = None
+    unreadable_object: bool = False
 
 
 def delivery_target(aws: AwsResource) -> DeliveryTarget:
@@ -307,7 +309,19 @@ def redrive_object(
     stack = aws.stack()
     s3 = aws.client("s3")
     body = s3.get_object(Bucket=stack.bucket, Key=source_key)["Body"].read()
-    documents = error_documents(body)
+    archive = archive_key(
+        stack.section("lake")["errors_archive_prefix"],
+        stack.errors_prefix,
+        source_key,
+        source_modified,
+    )
+    try:
+        documents = error_documents(body)
+    except (OSError, EOFError, zlib.error):
+        # Not GZIP after all, or truncated: nothing to re-drive; archived as it is, for a person.
+        s3.put_object(Bucket=stack.bucket, Key=archive, Body=body)
+        s3.delete_object(Bucket=stack.bucket, Key=source_key)
+        return ObjectOutcome(archive_key=archive, unreadable_object=True)
     outcome = ObjectOutcome(records=len(documents))
     readable = [d for d in documents if "unreadable" not in d]
     failures: list[dict[str, Any]] = [d for d in documents if "unreadable" in d]
@@ -348,12 +362,7 @@ def redrive_object(
         s3.put_object(Bucket=target.bucket, Key=key, Body=data)
     outcome.failed = len(failures)
     if failures:
-        outcome.archive_key = archive_key(
-            stack.section("lake")["errors_archive_prefix"],
-            stack.errors_prefix,
-            source_key,
-            source_modified,
-        )
+        outcome.archive_key = archive
         lines = b"".join(
             (d["unreadable"].encode() if "unreadable" in d else json.dumps(d).encode()) + b"\n"
             for d in failures
@@ -420,6 +429,7 @@ def redrive_processing_failed(
     totals = ObjectOutcome()
     partitions: set[str] = set()
     archived: list[str] = []
+    unreadable = 0
     for obj in batch:
         outcome = redrive_object(aws, transform, target, obj["Key"], obj["LastModified"])
         context.log.info(
@@ -431,6 +441,7 @@ def redrive_processing_failed(
         totals.dropped += outcome.dropped
         totals.failed += outcome.failed
         totals.already_landed += outcome.already_landed
+        unreadable += outcome.unreadable_object
         totals.landed_keys += outcome.landed_keys
         partitions.update(k.rsplit("/", 1)[0] for k in outcome.landed_keys)
         if outcome.archive_key:
@@ -446,6 +457,7 @@ def redrive_processing_failed(
             "records_landed": totals.landed,
             "records_dropped": totals.dropped,
             "records_archived": totals.failed,
+            "unreadable_objects_archived": unreadable,
             "landing_objects_written": len(totals.landed_keys) - totals.already_landed,
             "landing_objects_already_there": totals.already_landed,
             "error_records_left": summary.records,

@@ -278,6 +278,21 @@ def test_max_objects_leaves_the_rest_for_the_next_run(provisioned: AwsResource, 
     assert check_evaluations(second)[0].passed
 
 
+def test_an_object_that_is_not_gzip_is_archived_as_it_is(provisioned: AwsResource, tmp_path: Path):
+    stack = provisioned.stack()
+    key = f"{stack.errors_prefix}processing-failed/year=2025/month=11/day=21/hour=21/truncated.gz"
+    body = gzip.compress(b'{"rawData": "e30="}\n')[:15]
+    provisioned.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=body)
+    result = redrive(provisioned, tmp_path)
+    assert result.success
+    today = datetime.now(UTC).date().isoformat()
+    archived_key = key.replace(stack.errors_prefix, f"errors-archive/orders_cdc/{today}/")
+    s3 = provisioned.client("s3")
+    assert s3.get_object(Bucket=stack.bucket, Key=archived_key)["Body"].read() == body
+    assert output_metadata(result)["unreadable_objects_archived"] == 1
+    assert objects(provisioned, stack.errors_prefix) == {}
+
+
 # -- end to end: the local runtime delivers, the transform rejects, is fixed, records re-driven --
 
 
