@@ -62,6 +62,7 @@ class DeliveryTarget:
     prefix: str
     compression: str
     lambda_arn: str
+    arn: str = ""
 
 
 @dataclass
@@ -109,6 +110,7 @@ def delivery_target(aws: AwsResource) -> DeliveryTarget:
         prefix=destination.get("Prefix") or "",
         compression=destination.get("CompressionFormat", "UNCOMPRESSED"),
         lambda_arn=lambda_arn,
+        arn=description["DeliveryStreamARN"],
     )
 
 
@@ -218,7 +220,7 @@ def transform_results(
         ids = [f"redrive-{i:08d}" for i in chunk]
         event = {
             "invocationId": str(uuid.uuid4()),
-            "deliveryStreamArn": f"redrive:{target.name}",
+            "deliveryStreamArn": target.arn,
             "region": region,
             "records": [
                 {

@@ -18,9 +18,14 @@ from sales_cdc.defs.landing.redrive import (
     landing_key,
     landing_prefix,
     redrive_failed_records,
+    transform_results,
 )
 from sales_cdc.resources.aws import AwsResource
-from sales_cdc.resources.transform import EmbeddedTransformInvoker
+from sales_cdc.resources.transform import (
+    EmbeddedTransformInvoker,
+    TransformFunctionError,
+    TransformInvoker,
+)
 from sales_cdc_tests.transform.test_handler import order_item, stream_record
 
 ARRIVAL_MS = 1_763_762_139_000  # 2025-11-21 21:55:39 UTC
@@ -65,6 +70,51 @@ def test_landing_key_is_firehose_style_and_the_same_for_the_same_source():
     other = landing_key(prefix.replace("hour=09", "hour=10"), TARGET, source, when)
     assert other != key
     assert "-3-" in landing_key(prefix, TARGET, "errors/x/copied-by-hand.gz", when)
+
+
+class _Answering(TransformInvoker):
+    """A transform that answers with `reply(event)`: pins how responses are judged."""
+
+    def invoke(self, function_arn, event):
+        return REPLIES[0](event)
+
+
+REPLIES: list[Any] = []
+
+
+def _results(reply: Any, count: int = 2) -> list[dict[str, Any]]:
+    REPLIES[:] = [reply]
+    documents = [error_document(b"{}", TARGET.lambda_arn) for _ in range(count)]
+    invoker = _Answering(aws=AwsResource(env="local", prefix="t"))
+    return transform_results(invoker, TARGET, documents, "us-east-1")
+
+
+def _answer(record: dict[str, Any], result: str) -> dict[str, Any]:
+    return {"recordId": record["recordId"], "result": result, "data": record["data"]}
+
+
+# https://docs.aws.amazon.com/firehose/latest/dev/data-transformation-status-model.html
+def test_responses_are_judged_as_firehose_judges_them():
+    ok, dropped = _results(
+        lambda e: {"records": [_answer(e["records"][0], "Ok"), _answer(e["records"][1], "Dropped")]}
+    )
+    assert ok["result"] == "Ok" and ok["data"] == b"{}" and dropped["result"] == "Dropped"
+    failed = _results(lambda e: {"records": [_answer(r, "ProcessingFailed") for r in e["records"]]})
+    assert {f["errorCode"] for f in failed} == {"Lambda.ProcessingFailed"}
+    assert failed[0]["attemptsMade"] == 5 and failed[0]["rawData"] == "e30="
+    missing = _results(lambda e: {"records": [_answer(e["records"][0], "Ok")]})
+    assert {f["errorCode"] for f in missing} == {"Lambda.MissingRecordId"}
+    unknown = _results(lambda e: {"records": [_answer(r, "Maybe") for r in e["records"]]})
+    assert {f["errorCode"] for f in unknown} == {"Lambda.JsonProcessingException"}
+
+
+def test_a_function_error_fails_the_records_of_that_invocation():
+    def raising(event: dict[str, Any]) -> Any:
+        raise TransformFunctionError("Lambda t failed (Unhandled): KeyError: 'x'")
+
+    failed = _results(raising)
+    assert {f["errorCode"] for f in failed} == {"Lambda.FunctionError"}
+    assert "KeyError" in failed[0]["errorMessage"]
 
 
 # -- against the emulator ---------------------------------------------------------------------
