@@ -86,3 +86,13 @@ def test_embedded_invoker_without_a_deployed_function_is_unavailable(
     missing = provisioned.stack().function_arn + "-missing"
     with pytest.raises(TransformUnavailableError, match="cannot be read"):
         invoker.invoke(missing, {"records": []})
+
+
+def test_build_resources_picks_the_invoker_of_the_environment():
+    from sales_cdc.resources import build_resources
+    from sales_cdc.settings import Settings
+
+    aws = build_resources(Settings("aws", "sales-cdc", "eu-west-1", None))
+    local = build_resources(Settings("local", "sales-cdc", "us-east-1", "http://127.0.0.1:5050"))
+    assert type(aws["transform"]) is LambdaTransformInvoker
+    assert type(local["transform"]) is EmbeddedTransformInvoker
