@@ -278,3 +278,20 @@ def test_teardown_functions_skip_absent_resources(aws: AwsResource):
     stack = aws.stack()
     assert teardown.delete_bucket(aws, stack).action == "absent"
     assert teardown.delete_pipe(aws, stack).action == "absent"
+
+
+def test_nothing_is_created_before_the_declaration_passes(aws: AwsResource, tmp_path, monkeypatch):
+    infra = tmp_path / "infra"
+    shutil.copytree(REPO_ROOT / "infra", infra)
+    declared = (infra / "stack.yaml").read_text().replace("  raw_prefix: raw/orders_cdc/\n", "")
+    (infra / "stack.yaml").write_text(declared)
+    monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(infra))
+    result = provision_infrastructure.execute_in_process(
+        resources={"aws": aws}, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "stack_declaration"
+    assert "lake.raw_prefix: missing" in str(failure.event_specific_data.error)
+    monkeypatch.delenv("SALES_CDC_INFRA_DIR")
+    assert _leftovers(AwsResource.from_settings(load_settings())) == []
