@@ -241,6 +241,14 @@ class Stack:
             "raw_prefix": self.raw_prefix,
             "errors_prefix": self.errors_prefix,
             "database": self.database,
+            "curated_prefix": self.curated_prefix,
+            "athena_results_prefix": self.declared["lake"]["athena_results_prefix"],
+            "artifact_prefix": self.artifact_prefix,
+            "checkpoint_table_arn": self._arn("dynamodb", f"table/{checkpoint_table_name(self)}"),
+            "delivery_arn": self.delivery_arn,
+            "crawler_name": self.crawler_name,
+            "workgroup": self.workgroup,
+            **{f"{service}_role_arn": self.role_arn(service) for service in self.role_services()},
         }
 
     def _render(self, filename: str) -> dict[str, Any]:
@@ -268,7 +276,28 @@ class Stack:
     def bucket_policy(self) -> dict[str, Any]:
         return self._render("bucket.json")
 
+    def caller_policy(self) -> dict[str, Any]:
+        """Least-privilege policy for the principal that runs Dagster (infra/policies/caller.json)."""
+        return self._render("caller.json")
+
 
 def checkpoint_table_name(stack: Stack) -> str:
     """The local runtime's lease/checkpoint table."""
     return stack._name(stack.declared["runtime"]["checkpoint_table"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the caller policy of this deployment: python -m sales_cdc.stack --account ID."""
+    import argparse
+
+    from sales_cdc.settings import load_settings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--account", required=True, help="12-digit AWS account id")
+    args = parser.parse_args(argv)
+    stack = Stack.load(load_settings(), args.account)
+    print(json.dumps(stack.caller_policy(), indent=2))
+
+
+if __name__ == "__main__":
+    main()
