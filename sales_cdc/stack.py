@@ -46,7 +46,6 @@ NAME_LIMITS: dict[str, tuple[str, int, int]] = {
     "workgroup": ("athena.workgroup", 1, 128),
 }
 ROLE_NAME_MAX = 64
-POLICY_NAME_MAX = 128
 
 
 @dataclass(frozen=True)

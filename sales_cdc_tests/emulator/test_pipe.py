@@ -284,3 +284,37 @@ def test_pipe_config_reads_the_retry_and_dead_letter_settings() -> None:
     assert config is not None
     assert (config.maximum_retry_attempts, config.maximum_record_age_seconds) == (3, 120)
     assert config.bisect_on_failure and config.dead_letter_arn.endswith(":q")
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.commits: list[tuple[str, str | None, bool]] = []
+
+    def commit(self, shard_id: str, sequence: str | None, shard_end: bool = False) -> None:
+        self.commits.append((shard_id, sequence, shard_end))
+
+
+def test_the_shard_moves_on_past_a_dead_lettered_batch() -> None:
+    kinesis, queue = _RefusingKinesis(poison=set()), _Queue()
+    worker = _bounded_worker(kinesis, queue, bisect=False)
+    worker.reader = _Reader()
+    worker._partition_key = PartitionKey("$.dynamodb.Keys.orderId.S")
+    worker._pending, worker._pending_since = {}, {}
+    worker.stats.update(records=0, batches=0, put_seconds=0.0, checkpoint_seconds=0.0)
+    records = [_stream_record() for _ in range(3)]
+    for i, record in enumerate(records):
+        record["eventID"] = f"e{i}"
+        record["dynamodb"] = {**record["dynamodb"], "SequenceNumber": f"{200 + i}"}
+    poison = stream_record_payload(records[1], STREAM_ARN)
+    kinesis.poison = {json.dumps(poison, separators=(",", ":"), ensure_ascii=False).encode()}
+    worker._pending["shard-1"] = records
+    state = threading.local()
+    state.shard_id, state.reached_end = "shard-1", False
+    worker._deliver(state)  # type: ignore[arg-type]
+    # e1 is refused on every attempt (1 + 2 retries); e2, resent after it each time, may land as
+    # duplicates (allowed downstream); then e1..e2 are described in the queue.
+    accepted = {json.loads(d)["eventID"] for d in kinesis.accepted}
+    assert accepted == {"e0", "e2"} and kinesis.calls == 3
+    assert worker.reader.commits == [("shard-1", "202", False)]  # checkpointed past the batch
+    info = queue.messages[0]["DDBStreamBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"]) == ("201", "202")
