@@ -244,7 +244,8 @@ def _problems(
                     message = "unknown key (not part of the stack declaration)"
                 elif "input" in error and error["type"] != "model_type":
                     message = f"{message} (got {error['input']!r})"
-                problems.setdefault(f"{path}:{line}: {origin}{key}", message)
+                where = f"{path}:{line}" if line != "?" else str(path)
+                problems.setdefault(f"{where}: {origin}{key}", message)
     return problems
 
 

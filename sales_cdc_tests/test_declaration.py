@@ -127,3 +127,14 @@ def test_the_code_location_fails_at_load_naming_the_broken_file(tmp_path):
     assert result.returncode != 0
     assert f"{infra / 'stack.yaml'}" in result.stderr
     assert "lake.raw_prefix: missing" in result.stderr
+
+
+def test_a_missing_section_is_named(tmp_path):
+    def edit(text: str) -> str:
+        start = text.index("teardown:\n")
+        end = text.index("environments:\n")
+        return text[:start] + text[end:]
+
+    path = _infra(tmp_path, edit) / "stack.yaml"
+    with pytest.raises(SettingsError, match=r"stack\.yaml: teardown: missing \(required\)"):
+        load_declaration("local", path)
