@@ -204,10 +204,9 @@ def _records(n: int) -> list[dict[str, Any]]:
     ]
 
 
-# EventBridge Pipes, "error handling and troubleshooting": for stream sources a failing batch
-# is retried up to MaximumRetryAttempts, AUTOMATIC_BISECT halves it until one failed record is
-# left, and what is given up on is described in the DLQ; the shard then moves on.
+# https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-pipes-error-troubleshooting.html
 def test_a_poison_record_is_dead_lettered_alone_after_bisecting_and_the_rest_delivered():
+    """Retries up to MaximumRetryAttempts, AUTOMATIC_BISECT down to one record, then the DLQ."""
     entries = [{"Data": f"r{i}".encode(), "PartitionKey": f"k{i}"} for i in range(8)]
     kinesis, queue = _RefusingKinesis(poison={b"r5"}), _Queue()
     worker = _bounded_worker(kinesis, queue, bisect=True)

@@ -75,9 +75,9 @@ def _pitr_stubs(ddb: Stubber, stack: Stack, unavailable: int) -> None:
         )
 
 
-# DynamoDB API Reference, UpdateContinuousBackups: ContinuousBackupsUnavailableException means
-# "Backups have not yet been enabled for this table" -- retry once continuous backups are on.
+# https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateContinuousBackups.html
 def test_point_in_time_recovery_is_retried_while_backups_are_unavailable(stack, no_sleep):
+    """ContinuousBackupsUnavailableException: backups not yet enabled for a new table; retry."""
     ddb, stub = _client("dynamodb")
     _pitr_stubs(stub, stack, unavailable=2)
     stub.add_response(
@@ -139,10 +139,9 @@ def _create_pipe_params(stack: Stack) -> dict[str, Any]:
 ROLE_NOT_READY = "Pipes cannot assume the role: the role does not exist or is not yet usable"
 
 
-# EventBridge Pipes API, DescribePipe CurrentState: CREATE_FAILED, UPDATE_FAILED, START_FAILED
-# are final states; a pipe is created before its role is checked (eb-pipes-permissions), so a
-# role created seconds ago can fail it asynchronously: the pipe is deleted and created again.
+# https://docs.aws.amazon.com/eventbridge/latest/pipes-reference/API_DescribePipe.html
 def test_a_pipe_that_failed_to_create_is_deleted_and_created_again(stack):
+    """CREATE_FAILED is final (e.g. a role created seconds ago not usable yet): delete, create."""
     ddb, ddb_stub, pipes, stub = _pipe_stubs(stack)
     name = {"Name": stack.pipe_name}
     stub.add_client_error("describe_pipe", "NotFoundException", "no pipe", 404, name)
@@ -220,10 +219,9 @@ def _delivery(stack: Stack, status: str) -> dict[str, Any]:
     }
 
 
-# Firehose API, DescribeDeliveryStream: "If the status of a delivery stream is CREATING_FAILED,
-# this status doesn't change, and you can't invoke CreateDeliveryStream again on it. However, you
-# can invoke the DeleteDeliveryStream operation to delete it."
+# https://docs.aws.amazon.com/firehose/latest/APIReference/API_DescribeDeliveryStream.html
 def test_a_delivery_stream_that_failed_to_create_is_deleted_and_created_again(stack):
+    """CREATING_FAILED never changes and cannot be created again; DeleteDeliveryStream can."""
     firehose, stub = _client("firehose")
     name = {"DeliveryStreamName": stack.delivery_name}
     stub.add_response("describe_delivery_stream", _delivery(stack, "CREATING_FAILED"), name)
@@ -258,11 +256,10 @@ def test_a_delivery_stream_that_failed_to_create_is_deleted_and_created_again(st
     }
 
 
-# IAM, trust policies as each service documents them: Firehose (sts:ExternalId = the account,
-# "Grant Firehose access to an Amazon S3 destination"), Pipes (aws:SourceAccount and
-# aws:SourceArn, "Amazon EventBridge Pipes permissions"); the Lambda execution-role and Glue
-# crawler-role documentation show plain service trust, without condition keys.
+# https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html (+ eb-pipes-permissions)
 def test_trust_policies_use_the_conditions_each_service_documents(stack):
+    """Firehose: sts:ExternalId; Pipes: aws:SourceAccount + SourceArn; Lambda, Glue: none."""
+
     def condition(service: str) -> Any:
         return stack.trust_policy(service)["Statement"][0].get("Condition")
 
