@@ -64,3 +64,16 @@ def dead_letter_queue_empty(aws: AwsResource) -> dg.AssetCheckResult:
             "sample_batch": dg.MetadataValue.json(sample),
         },
     )
+
+
+# The queue is outside Dagster: nothing materializes it, so a schedule runs its check.
+dead_letter_check_job = dg.define_asset_job(
+    "dead_letter_check",
+    selection=dg.AssetSelection.checks(dead_letter_queue_empty),
+    description="Check the depth of the pipe's dead-letter queue.",
+)
+dead_letter_check_schedule = dg.ScheduleDefinition(
+    job=dead_letter_check_job,
+    cron_schedule="*/10 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

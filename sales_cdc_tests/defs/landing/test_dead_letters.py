@@ -6,6 +6,8 @@ import dagster as dg
 
 from sales_cdc.defs.landing.dead_letters import (
     DEAD_LETTER_QUEUE_EMPTY,
+    dead_letter_check_job,
+    dead_letter_check_schedule,
     dead_letter_queue_empty,
     orders_cdc_dead_letters,
 )
@@ -13,14 +15,15 @@ from sales_cdc.resources.aws import AwsResource
 
 
 def _run(aws: AwsResource) -> dg.AssetCheckEvaluation:
+    """The scheduled job, as the landing stage's Definitions would run it."""
     defs = dg.Definitions(
         assets=[orders_cdc_dead_letters],
         asset_checks=[dead_letter_queue_empty],
+        schedules=[dead_letter_check_schedule],
         resources={"aws": aws},
     )
-    job = dg.define_asset_job("dead_letters", selection=dg.AssetSelection.all_asset_checks())
-    merged = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
-    result = merged.resolve_job_def("dead_letters").execute_in_process()
+    assert defs.resolve_schedule_def("dead_letter_check_schedule").job_name == "dead_letter_check"
+    result = defs.resolve_job_def(dead_letter_check_job.name).execute_in_process()
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.check_name == DEAD_LETTER_QUEUE_EMPTY
     return evaluation
