@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5050
 
-.PHONY: install demo test lint format emulator runtime clean
+.PHONY: install demo test test-aws lint format emulator runtime clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ test: install
 	  fi; \
 	fi
 	$(BIN)/python -m pytest
+
+# The whole pipeline in a real AWS account (creates, then deletes, a stack with its own prefix).
+# Needs SALES_CDC_TEST_AWS=1, AWS credentials and AWS_REGION; see README "Running it on AWS".
+test-aws: install
+	@if [ "$$SALES_CDC_TEST_AWS" != 1 ]; then \
+	  echo "make test-aws: set SALES_CDC_TEST_AWS=1 to run against a real AWS account (it costs money)"; \
+	  exit 2; \
+	fi
+	$(BIN)/python -m pytest -m aws -rs -p no:randomly sales_cdc_tests/aws
 
 lint: install
 	$(BIN)/ruff check .

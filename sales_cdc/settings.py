@@ -49,7 +49,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "Set SALES_CDC_ENV=local (embedded stack, the default) or SALES_CDC_ENV=aws."
         )
 
-    prefix = environ.get("SALES_CDC_PREFIX", DEFAULT_PREFIX).strip() or DEFAULT_PREFIX
+    prefix = environ.get("SALES_CDC_PREFIX", DEFAULT_PREFIX).strip()
+    if not prefix:
+        raise SettingsError(
+            "SALES_CDC_PREFIX is set but empty. Unset it to use the default prefix "
+            f"({DEFAULT_PREFIX!r}) or give one, for example SALES_CDC_PREFIX=my-sales-cdc."
+        )
     if not PREFIX_PATTERN.match(prefix):
         raise SettingsError(
             f"SALES_CDC_PREFIX={prefix!r} cannot prefix AWS resource names. Use 3-32 characters: "

@@ -10,6 +10,10 @@ from sales_cdc.emulator.server import Emulator, free_port
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.settings import Settings, load_settings
 
+# The environment as the user started pytest: only the opt-in aws tests (sales_cdc_tests/aws/)
+# hand it to the processes they start.
+USER_ENVIRON = dict(os.environ)
+
 # Tests never reach real AWS: dummy credentials unless a test opts in explicitly.
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
     os.environ.pop(_name, None)

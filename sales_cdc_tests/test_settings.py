@@ -75,3 +75,8 @@ def test_code_location_fails_at_start_up_with_the_settings_message(tmp_path):
     )
     assert result.returncode != 0
     assert "SALES_CDC_ENV='staging' is not a known environment" in result.stderr
+
+
+def test_an_empty_prefix_is_an_error_not_the_default():
+    with pytest.raises(SettingsError, match="SALES_CDC_PREFIX is set but empty"):
+        load_settings({"SALES_CDC_PREFIX": "  "})

@@ -1,7 +1,10 @@
 """The EventBridge Pipe data plane: DynamoDB stream records, unwrapped, into a Kinesis stream.
 
 Per source shard, records are batched up to the pipe's BatchSize or MaximumBatchingWindowInSeconds,
-put with PutRecords (partition key from the pipe's JSONPath) and only then checkpointed.
+put with PutRecords (partition key from the pipe's JSONPath) and only then checkpointed. A batch
+the target keeps refusing is retried MaximumRetryAttempts times (or until its records are older
+than MaximumRecordAgeInSeconds), halved on each exhaustion with AUTOMATIC_BISECT, then described in
+the pipe's dead-letter queue and skipped, so the shard moves on.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError
@@ -41,6 +45,10 @@ class PipeConfig:
     batching_window_seconds: float
     starting_position: str
     partition_key_path: str
+    maximum_retry_attempts: int = -1  # -1: retry until the record leaves the source
+    maximum_record_age_seconds: int = -1  # -1: no age limit
+    bisect_on_failure: bool = False
+    dead_letter_arn: str | None = None
 
     @property
     def target_stream_name(self) -> str:
@@ -65,6 +73,10 @@ class PipeConfig:
             batching_window_seconds=float(params.get("MaximumBatchingWindowInSeconds") or 0),
             starting_position=params.get("StartingPosition") or "TRIM_HORIZON",
             partition_key_path=target_params.get("PartitionKey", ""),
+            maximum_retry_attempts=int(params.get("MaximumRetryAttempts", -1)),
+            maximum_record_age_seconds=int(params.get("MaximumRecordAgeInSeconds", -1)),
+            bisect_on_failure=params.get("OnPartialBatchItemFailure") == "AUTOMATIC_BISECT",
+            dead_letter_arn=(params.get("DeadLetterConfig") or {}).get("Arn"),
         )
 
 
@@ -162,9 +174,11 @@ class PipeWorker:
         stop: threading.Event,
         poll_interval: float = 0.3,
         relist_interval: float = 5.0,
+        sqs: Any = None,
     ) -> None:
         self.config = config
         self.kinesis = kinesis
+        self.sqs = sqs
         self.stop = stop
         self.poll_interval = poll_interval
         self._partition_key = PartitionKey(config.partition_key_path)
@@ -184,6 +198,7 @@ class PipeWorker:
             "read_seconds": 0.0,
             "put_seconds": 0.0,
             "checkpoint_seconds": 0.0,
+            "dead_lettered_records": 0,
         }
 
     def update(self, config: PipeConfig) -> None:
@@ -284,7 +299,7 @@ class PipeWorker:
             entries.append({"Data": data, "PartitionKey": self._partition_key.evaluate(payload)})
         started = time.perf_counter()
         deadline = time.monotonic() + 5.0 if final else None
-        if not self.put_in_order(entries, deadline):
+        if not self.put_in_order(entries, deadline, records, state.shard_id):
             # Stopping while the target refuses: nothing is checkpointed, it is read again.
             return
         self.stats["put_seconds"] += time.perf_counter() - started
@@ -295,13 +310,24 @@ class PipeWorker:
         self.reader.commit(state.shard_id, last, shard_end=state.reached_end)
         self.stats["checkpoint_seconds"] += time.perf_counter() - started
 
-    def put_in_order(self, entries: list[dict[str, Any]], deadline: float | None = None) -> bool:
+    def put_in_order(
+        self,
+        entries: list[dict[str, Any]],
+        deadline: float | None = None,
+        records: list[dict[str, Any]] | None = None,
+        shard_id: str = "",
+    ) -> bool:
         """PutRecords every entry; on a partial failure resend from the first failed one on.
 
         Resending the successful entries after it keeps every key's order (duplicates are
-        allowed downstream). False when the runtime stops (or `deadline` passes) first.
+        allowed downstream). After MaximumRetryAttempts failed attempts (or once the first
+        refused record is older than MaximumRecordAgeInSeconds) the rest of the batch is halved
+        (AUTOMATIC_BISECT) or described in the dead-letter queue and skipped. False when the
+        runtime stops (or `deadline` passes) first: nothing is skipped then.
         """
+        records = records if records is not None else [{} for _ in entries]
         start = 0
+        attempts = 0
         backoff = 0.05
         while start < len(entries):
             chunk = _chunk(entries, start)
@@ -315,14 +341,26 @@ class PipeWorker:
             failed = next(
                 i for i, result in enumerate(response["Records"]) if result.get("ErrorCode")
             )
+            error = response["Records"][failed]
             log.warning(
                 "pipe %s: %d of %d records refused (%s); resending from the first refused",
                 self.config.name,
                 response["FailedRecordCount"],
                 len(chunk),
-                response["Records"][failed].get("ErrorCode"),
+                error.get("ErrorCode"),
             )
             start += failed
+            attempts += 1
+            condition = self._exhausted(attempts, records[start])
+            if condition:
+                rest, rest_records = entries[start:], records[start:]
+                if self.config.bisect_on_failure and len(rest) > 1:
+                    half = len(rest) // 2
+                    return self.put_in_order(
+                        rest[:half], deadline, rest_records[:half], shard_id
+                    ) and self.put_in_order(rest[half:], deadline, rest_records[half:], shard_id)
+                self._dead_letter(rest_records, shard_id, condition, attempts, error)
+                return True
             if deadline is None:
                 if self.stop.wait(backoff):
                     return False
@@ -332,6 +370,89 @@ class PipeWorker:
                 time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
         return True
+
+    def _exhausted(self, attempts: int, record: dict[str, Any]) -> str | None:
+        """Why the pipe gives up on a batch now, or None to retry it."""
+        config = self.config
+        if 0 <= config.maximum_retry_attempts < attempts:
+            return "RetryAttemptsExhausted"
+        created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+        if config.maximum_record_age_seconds >= 0 and created is not None:
+            age = time.time() - _epoch_seconds(created)
+            if age > config.maximum_record_age_seconds:
+                return "RecordAgeExceeded"
+        return None
+
+    def _dead_letter(
+        self,
+        records: list[dict[str, Any]],
+        shard_id: str,
+        condition: str,
+        attempts: int,
+        error: dict[str, Any],
+    ) -> None:
+        """Describe the skipped records in the dead-letter queue (or log them without one)."""
+        message = dead_letter_message(self.config, records, shard_id, condition, attempts, error)
+        self.stats["dead_lettered_records"] += len(records)
+        if not self.config.dead_letter_arn or self.sqs is None:
+            log.error("pipe %s: skipping records (no dead-letter queue): %s",
+                      self.config.name, json.dumps(message))  # fmt: skip
+            return
+        queue = self.config.dead_letter_arn.rsplit(":", 1)[1]
+        url = self.sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+        self.sqs.send_message(QueueUrl=url, MessageBody=json.dumps(message))
+        log.error("pipe %s: %d record(s) sent to the dead-letter queue (%s)",
+                  self.config.name, len(records), condition)  # fmt: skip
+
+
+def dead_letter_message(
+    config: PipeConfig,
+    records: list[dict[str, Any]],
+    shard_id: str,
+    condition: str,
+    attempts: int,
+    error: dict[str, Any],
+) -> dict[str, Any]:
+    """What Pipes puts in a stream source's DLQ: where the skipped batch is, not its records.
+
+    The batch is described by shard and sequence range (DDBStreamBatchInfo), so it can be read
+    again from the stream while the records are retained (24 h).
+    """
+    first, last = records[0].get("dynamodb", {}), records[-1].get("dynamodb", {})
+
+    def arrival(image: dict[str, Any]) -> str | None:
+        created = image.get("ApproximateCreationDateTime")
+        if created is None:
+            return None
+        return (
+            datetime.fromtimestamp(_epoch_seconds(created), tz=UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+
+    return {
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "pipeArn": config.arn,
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": {
+            "errorCode": error.get("ErrorCode"),
+            "errorMessage": error.get("ErrorMessage"),
+        },
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "DDBStreamBatchInfo": {
+            "shardId": shard_id,
+            "startSequenceNumber": first.get("SequenceNumber"),
+            "endSequenceNumber": last.get("SequenceNumber"),
+            "approximateArrivalOfFirstRecord": arrival(first),
+            "approximateArrivalOfLastRecord": arrival(last),
+            "batchSize": len(records),
+            "streamArn": config.source_arn,
+        },
+    }
 
 
 def _chunk(entries: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:

@@ -252,6 +252,7 @@ class Runtime:
             store=store,
             stop=self.stop,
             poll_interval=self.options.pipe_poll_interval,
+            sqs=self.clients.client("sqs"),
         )
         thread = threading.Thread(target=worker.run, name=f"pipe-{config.name}", daemon=True)
         thread.start()

@@ -17,20 +17,42 @@ def _report(context: dg.OpExecutionContext, outcomes: Outcome | list[Outcome]) -
         context.log.info(f"{outcome.resource} {outcome.name}: {outcome.action}{changes}")
         prefix = "" if len(outcomes) == 1 else f"{outcome.name}."
         metadata.update({f"{prefix}{k}": v for k, v in outcome.metadata().items()})
-    summary = [{"resource": o.resource, "name": o.name, "action": o.action} for o in outcomes]
+    summary = [
+        {"resource": o.resource, "name": o.name, "action": o.action, "changes": list(o.changes)}
+        for o in outcomes
+    ]
     return dg.Output(summary, metadata=metadata)
+
+
+AFTER = {"after": dg.In(dg.Nothing)}
 
 
 # -- provisioning ----------------------------------------------------------------------------
 
 
-@dg.op(description="S3 lake bucket: public access blocked, default encryption, HTTPS-only policy.")
+@dg.op(description="Validate infra/stack.yaml and every AWS name before anything is created.")
+def stack_declaration(context: dg.OpExecutionContext, aws: AwsResource) -> None:
+    stack = aws.stack()  # raises SettingsError naming every problem
+    context.log.info(
+        f"Stack {stack.settings.prefix!r} valid for {stack.settings.env} "
+        f"(account {stack.account}, region {stack.settings.region})"
+    )
+
+
+@dg.op(
+    ins=AFTER,
+    description="S3 lake bucket: public access blocked, default encryption, HTTPS-only policy.",
+)
 def lake_bucket(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_bucket(aws, aws.stack()))
 
 
 def _role_op(service: str) -> dg.OpDefinition:
-    @dg.op(name=f"{service}_role", description=f"IAM role of the {service}, least privilege.")
+    @dg.op(
+        name=f"{service}_role",
+        ins=AFTER,
+        description=f"IAM role of the {service}, least privilege.",
+    )
     def _op(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
         return _report(context, provision.ensure_role(aws, aws.stack(), service))
 
@@ -43,17 +65,23 @@ transform_role = _role_op("transform")
 crawler_role = _role_op("crawler")
 
 
-@dg.op(description="Transform Lambda zip built from sales_cdc/transform/, stored under its sha256.")
-def transform_artifact(context: dg.OpExecutionContext, aws: AwsResource, bucket: list) -> dg.Output:
+@dg.op(
+    ins=AFTER,
+    description="Transform Lambda zip built from sales_cdc/transform/, stored under its sha256.",
+)
+def transform_artifact(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     outcome = provision.ensure_transform_artifact(aws, aws.stack())
     output = _report(context, outcome)
     output.value[0].update(outcome.details)
     return output
 
 
-@dg.op(description="Transform Lambda (python3.12), deployed from the artifact in S3.")
+@dg.op(
+    ins={"artifact": dg.In(list), "after": dg.In(dg.Nothing)},
+    description="Transform Lambda (python3.12), deployed from the artifact in S3.",
+)
 def transform_function(
-    context: dg.OpExecutionContext, aws: AwsResource, artifact: list, role: list
+    context: dg.OpExecutionContext, aws: AwsResource, artifact: list
 ) -> dg.Output:
     details = artifact[0]
     outcome = provision.ensure_transform_function(
@@ -62,51 +90,54 @@ def transform_function(
     return _report(context, outcome)
 
 
-@dg.op(description="DynamoDB OrderTable with its NEW_AND_OLD_IMAGES stream.")
+@dg.op(ins=AFTER, description="DynamoDB OrderTable with its NEW_AND_OLD_IMAGES stream.")
 def order_table(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_order_table(aws, aws.stack()))
 
 
-@dg.op(description="Kinesis stream between the pipe and Firehose.")
+@dg.op(ins=AFTER, description="Kinesis stream between the pipe and Firehose.")
 def cdc_stream(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_cdc_stream(aws, aws.stack()))
 
 
-@dg.op(description="EventBridge Pipe: OrderTable stream -> Kinesis, partition key orderId.")
-def cdc_pipe(
-    context: dg.OpExecutionContext, aws: AwsResource, table: list, stream: list, role: list
-) -> dg.Output:
+@dg.op(ins=AFTER, description="SQS dead-letter queue of the pipe.")
+def dead_letter_queue(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
+    return _report(context, provision.ensure_dead_letter_queue(aws, aws.stack()))
+
+
+@dg.op(ins=AFTER, description="CloudWatch log group and stream for Firehose errors.")
+def delivery_log_group(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
+    return _report(context, provision.ensure_delivery_log_group(aws, aws.stack()))
+
+
+@dg.op(
+    ins=AFTER,
+    description="EventBridge Pipe: OrderTable stream -> Kinesis, partition key orderId, bounded retries, DLQ.",
+)
+def cdc_pipe(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_cdc_pipe(aws, aws.stack()))
 
 
 @dg.op(
-    description="Firehose: Kinesis -> transform Lambda -> S3 raw/orders_cdc/, GZIP, dynamic partitions."
+    ins=AFTER,
+    description="Firehose: Kinesis -> transform Lambda -> S3 raw/orders_cdc/, GZIP, dynamic partitions, error logs.",
 )
-def delivery_stream(
-    context: dg.OpExecutionContext,
-    aws: AwsResource,
-    stream: list,
-    function: list,
-    bucket: list,
-    role: list,
-) -> dg.Output:
+def delivery_stream(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_delivery_stream(aws, aws.stack()))
 
 
-@dg.op(description="Glue database of the lake.")
-def glue_database(context: dg.OpExecutionContext, aws: AwsResource, bucket: list) -> dg.Output:
+@dg.op(ins=AFTER, description="Glue database of the lake.")
+def glue_database(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_glue_database(aws, aws.stack()))
 
 
-@dg.op(description="Glue crawler over raw/orders_cdc/.")
-def glue_crawler(
-    context: dg.OpExecutionContext, aws: AwsResource, database: list, role: list
-) -> dg.Output:
+@dg.op(ins=AFTER, description="Glue crawler over raw/orders_cdc/.")
+def glue_crawler(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_crawler(aws, aws.stack()))
 
 
-@dg.op(description="Athena workgroup with its result location in the lake bucket.")
-def athena_workgroup(context: dg.OpExecutionContext, aws: AwsResource, bucket: list) -> dg.Output:
+@dg.op(ins=AFTER, description="Athena workgroup with its result location in the lake bucket.")
+def athena_workgroup(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_workgroup(aws, aws.stack()))
 
 
@@ -132,64 +163,51 @@ def _summarize(context: dg.OpExecutionContext, results: list[list[dict]], verb: 
 
 
 @dg.op(
-    ins={
-        name: dg.In(list)
-        for name in (
-            "bucket",
-            "roles_pipe",
-            "roles_firehose",
-            "roles_transform",
-            "roles_crawler",
-            "artifact",
-            "function",
-            "table",
-            "stream",
-            "pipe",
-            "delivery",
-            "database",
-            "crawler",
-            "workgroup",
-        )
-    },
+    ins={"results": dg.In(list)},
     description="What this run created, updated or left unchanged.",
 )
-def provisioning_summary(context: dg.OpExecutionContext, **results: list) -> dg.Output:
-    return _summarize(context, list(results.values()), "provisioning")
+def provisioning_summary(context: dg.OpExecutionContext, results: list) -> dg.Output:
+    return _summarize(context, results, "provisioning")
 
 
 @dg.job(description="Create or update the whole stack declared in infra/ (idempotent).")
 def provision_infrastructure() -> None:
-    bucket = lake_bucket()
+    # The one resource ordering of the stack: provision_all() runs this graph too.
+    valid = stack_declaration()
+    bucket = lake_bucket(after=valid)
     roles = {
-        "pipe": pipe_role(),
-        "firehose": firehose_role(),
-        "transform": transform_role(),
-        "crawler": crawler_role(),
+        "pipe": pipe_role(after=valid),
+        "firehose": firehose_role(after=valid),
+        "transform": transform_role(after=valid),
+        "crawler": crawler_role(after=valid),
     }
-    artifact = transform_artifact(bucket)
-    function = transform_function(artifact, roles["transform"])
-    table = order_table()
-    stream = cdc_stream()
-    pipe = cdc_pipe(table, stream, roles["pipe"])
-    delivery = delivery_stream(stream, function, bucket, roles["firehose"])
-    database = glue_database(bucket)
-    crawler = glue_crawler(database, roles["crawler"])
-    workgroup = athena_workgroup(bucket)
+    queue = dead_letter_queue(after=valid)
+    log_group = delivery_log_group(after=valid)
+    artifact = transform_artifact(after=bucket)
+    function = transform_function(artifact=artifact, after=roles["transform"])
+    table = order_table(after=valid)
+    stream = cdc_stream(after=valid)
+    pipe = cdc_pipe(after=[table, stream, roles["pipe"], queue])
+    delivery = delivery_stream(after=[stream, function, bucket, roles["firehose"], log_group])
+    database = glue_database(after=bucket)
+    crawler = glue_crawler(after=[database, roles["crawler"]])
+    workgroup = athena_workgroup(after=bucket)
     provisioning_summary(
-        bucket=bucket,
-        roles_pipe=roles["pipe"],
-        roles_firehose=roles["firehose"],
-        roles_transform=roles["transform"],
-        roles_crawler=roles["crawler"],
-        artifact=artifact,
-        function=function,
-        table=table,
-        stream=stream,
-        pipe=pipe,
-        delivery=delivery,
-        database=database,
-        crawler=crawler,
-        workgroup=workgroup,
+        results=[
+            bucket,
+            *roles.values(),
+            queue,
+            log_group,
+            artifact,
+            function,
+            table,
+            stream,
+            pipe,
+            delivery,
+            database,
+            crawler,
+            workgroup,
+        ]
     )
 
 
@@ -205,7 +223,7 @@ class TeardownConfig(dg.Config):
 @dg.op(description="Refuse to delete an AWS deployment unless its prefix is confirmed.")
 def confirm_teardown(
     context: dg.OpExecutionContext, config: TeardownConfig, aws: AwsResource
-) -> list:
+) -> None:
     stack = aws.stack()
     required = bool(stack.section("teardown")["require_confirmation"])
     if required and config.confirm_prefix != stack.settings.prefix:
@@ -219,95 +237,53 @@ def confirm_teardown(
             )
         )
     context.log.info(f"Tearing down {stack.settings.prefix!r} in {stack.settings.env}")
-    return []
 
 
-def _teardown_op(name: str, fn: Any, description: str, *inputs: str) -> dg.OpDefinition:
-    @dg.op(name=name, ins={i: dg.In(list) for i in inputs}, description=description)
-    def _op(context: dg.OpExecutionContext, aws: AwsResource, **_: list) -> dg.Output:
+def _teardown_op(name: str, fn: Any, description: str) -> dg.OpDefinition:
+    @dg.op(name=name, ins=AFTER, description=description)
+    def _op(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
         return _report(context, fn(aws, aws.stack()))
 
     return _op
 
 
-remove_crawler = _teardown_op(
-    "remove_crawler", teardown.delete_crawler, "Delete the crawler.", "after"
-)
+remove_crawler = _teardown_op("remove_crawler", teardown.delete_crawler, "Delete the crawler.")
 remove_workgroup = _teardown_op(
-    "remove_workgroup", teardown.delete_workgroup, "Delete the Athena workgroup.", "after"
+    "remove_workgroup", teardown.delete_workgroup, "Delete the Athena workgroup."
 )
 remove_glue_database = _teardown_op(
-    "remove_glue_database",
-    teardown.delete_glue_database,
-    "Delete the database and its tables.",
-    "crawler",
+    "remove_glue_database", teardown.delete_glue_database, "Delete the database and its tables."
 )
 remove_delivery_stream = _teardown_op(
-    "remove_delivery_stream",
-    teardown.delete_delivery_stream,
-    "Delete the Firehose stream.",
-    "after",
+    "remove_delivery_stream", teardown.delete_delivery_stream, "Delete the Firehose stream."
 )
-remove_pipe = _teardown_op("remove_pipe", teardown.delete_pipe, "Delete the pipe.", "after")
+remove_delivery_log_group = _teardown_op(
+    "remove_delivery_log_group",
+    teardown.delete_delivery_log_group,
+    "Delete Firehose's error log group.",
+)
+remove_pipe = _teardown_op("remove_pipe", teardown.delete_pipe, "Delete the pipe.")
+remove_dead_letter_queue = _teardown_op(
+    "remove_dead_letter_queue", teardown.delete_dead_letter_queue, "Delete the pipe's DLQ."
+)
 remove_transform_function = _teardown_op(
-    "remove_transform_function",
-    teardown.delete_transform_function,
-    "Delete the Lambda.",
-    "delivery",
+    "remove_transform_function", teardown.delete_transform_function, "Delete the Lambda."
 )
 remove_cdc_stream = _teardown_op(
-    "remove_cdc_stream",
-    teardown.delete_cdc_stream,
-    "Delete the Kinesis stream.",
-    "pipe",
-    "delivery",
+    "remove_cdc_stream", teardown.delete_cdc_stream, "Delete the Kinesis stream."
 )
 remove_tables = _teardown_op(
-    "remove_tables",
-    teardown.delete_tables,
-    "Delete OrderTable and the runtime checkpoints.",
-    "pipe",
+    "remove_tables", teardown.delete_tables, "Delete OrderTable and the runtime checkpoints."
 )
-remove_roles = _teardown_op(
-    "remove_roles",
-    teardown.delete_roles,
-    "Delete the service roles.",
-    "pipe",
-    "delivery",
-    "function",
-    "crawler",
-)
+remove_roles = _teardown_op("remove_roles", teardown.delete_roles, "Delete the service roles.")
 remove_bucket = _teardown_op(
-    "remove_bucket",
-    teardown.delete_bucket,
-    "Empty and delete the lake bucket.",
-    "delivery",
-    "function",
-    "database",
-    "workgroup",
+    "remove_bucket", teardown.delete_bucket, "Empty and delete the lake bucket."
 )
 
 
-@dg.op(
-    ins={
-        n: dg.In(list)
-        for n in (
-            "crawler",
-            "workgroup",
-            "database",
-            "delivery",
-            "pipe",
-            "function",
-            "stream",
-            "tables",
-            "roles",
-            "bucket",
-        )
-    },
-    description="What this run deleted.",
-)
-def teardown_summary(context: dg.OpExecutionContext, **results: list) -> dg.Output:
-    return _summarize(context, list(results.values()), "teardown")
+@dg.op(ins={"results": dg.In(list)}, description="What this run deleted.")
+def teardown_summary(context: dg.OpExecutionContext, results: list) -> dg.Output:
+    return _summarize(context, results, "teardown")
 
 
 @dg.job(description="Delete every resource of the stack, in reverse order.")
@@ -315,25 +291,29 @@ def teardown_infrastructure() -> None:
     go = confirm_teardown()
     crawler = remove_crawler(after=go)
     workgroup = remove_workgroup(after=go)
-    database = remove_glue_database(crawler=crawler)
+    database = remove_glue_database(after=crawler)
     delivery = remove_delivery_stream(after=go)
+    log_group = remove_delivery_log_group(after=delivery)
     pipe = remove_pipe(after=go)
-    function = remove_transform_function(delivery=delivery)
-    stream = remove_cdc_stream(pipe=pipe, delivery=delivery)
-    tables = remove_tables(pipe=pipe)
-    roles = remove_roles(pipe=pipe, delivery=delivery, function=function, crawler=crawler)
-    bucket = remove_bucket(
-        delivery=delivery, function=function, database=database, workgroup=workgroup
-    )
+    queue = remove_dead_letter_queue(after=pipe)
+    function = remove_transform_function(after=delivery)
+    stream = remove_cdc_stream(after=[pipe, delivery])
+    tables = remove_tables(after=pipe)
+    roles = remove_roles(after=[pipe, delivery, function, crawler])
+    bucket = remove_bucket(after=[delivery, function, database, workgroup])
     teardown_summary(
-        crawler=crawler,
-        workgroup=workgroup,
-        database=database,
-        delivery=delivery,
-        pipe=pipe,
-        function=function,
-        stream=stream,
-        tables=tables,
-        roles=roles,
-        bucket=bucket,
+        results=[
+            crawler,
+            workgroup,
+            database,
+            delivery,
+            log_group,
+            pipe,
+            queue,
+            function,
+            stream,
+            tables,
+            roles,
+            bucket,
+        ]
     )

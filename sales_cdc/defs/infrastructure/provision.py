@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from sales_cdc.defs.infrastructure.artifact import build_transform_zip
 from sales_cdc.resources.aws import AwsResource
@@ -59,12 +59,26 @@ def _exists(call: Callable[[], T], *missing_codes: str) -> T | None:
         raise
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def _wait_for(description: str, check: Callable[[], bool], timeout: float = 300, every: float = 1):
+    """Poll `check` where boto3 has no waiter (Pipes, Firehose)."""
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise ProvisioningError(f"Timed out after {timeout:.0f}s waiting for {description}")
-        time.sleep(every)
+        _sleep(every)
+
+
+def _waiter(client: Any, name: str, description: str, **kwargs: Any) -> None:
+    """A boto3 waiter; its failure becomes a ProvisioningError naming what was awaited."""
+    try:
+        client.get_waiter(name).wait(**kwargs)
+    except WaiterError as exc:
+        reason = exc.last_response.get("Error", {}).get("Message") if exc.last_response else None
+        raise ProvisioningError(f"Waiting for {description} failed: {reason or exc}") from exc
 
 
 def _after_role_propagation(call: Callable[[], T], timeout: float = 90) -> T:
@@ -82,7 +96,7 @@ def _after_role_propagation(call: Callable[[], T], timeout: float = 90) -> T:
             ) and ("role" in message or "assume" in message)
             if not propagating or time.monotonic() > deadline:
                 raise
-            time.sleep(5)
+            _sleep(5)
 
 
 def _as_json(value: Any) -> Any:
@@ -223,7 +237,7 @@ def ensure_order_table(aws: AwsResource, stack: Stack) -> Outcome:
             StreamSpecification={"StreamEnabled": True, "StreamViewType": view_type},
             Tags=[{"Key": "project", "Value": stack.settings.prefix}],
         )
-        ddb.get_waiter("table_exists").wait(TableName=name)
+        _waiter(ddb, "table_exists", f"table {name} to be ACTIVE", TableName=name)
         outcome.action = "created"
     else:
         key_schema = table["KeySchema"]
@@ -249,10 +263,7 @@ def ensure_order_table(aws: AwsResource, stack: Stack) -> Outcome:
                 f"{view_type}. Changing it replaces the stream (and the pipe reading it): "
                 "run teardown_infrastructure first."
             )
-        _wait_for(
-            f"table {name} to be ACTIVE",
-            lambda: ddb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
-        )
+        _waiter(ddb, "table_exists", f"table {name} to be ACTIVE", TableName=name)
 
     pitr = bool(declared["point_in_time_recovery"])
     status = ddb.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
@@ -261,15 +272,43 @@ def ensure_order_table(aws: AwsResource, stack: Stack) -> Outcome:
         == "ENABLED"
     )
     if enabled != pitr:
-        ddb.update_continuous_backups(
-            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr}
-        )
+        _set_point_in_time_recovery(ddb, name, pitr)
         if outcome.action != "created":
             outcome.changes.append(f"point-in-time recovery {'on' if pitr else 'off'}")
     if outcome.action == "unchanged" and outcome.changes:
         outcome.action = "updated"
     outcome.details["stream_arn"] = ddb.describe_table(TableName=name)["Table"]["LatestStreamArn"]
     return outcome
+
+
+PITR_ATTEMPTS = 8
+
+
+def _set_point_in_time_recovery(ddb: Any, name: str, enabled: bool) -> None:
+    """UpdateContinuousBackups, retried while AWS is still turning on continuous backups.
+
+    A table that has just become ACTIVE can answer ContinuousBackupsUnavailableException for a
+    while; botocore does not retry it, so this does (bounded, with backoff).
+    """
+    delay = 2.0
+    for attempt in range(1, PITR_ATTEMPTS + 1):
+        try:
+            ddb.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": enabled},
+            )
+            return
+        except ClientError as exc:
+            if _code(exc) != "ContinuousBackupsUnavailableException" or attempt == PITR_ATTEMPTS:
+                if _code(exc) == "ContinuousBackupsUnavailableException":
+                    raise ProvisioningError(
+                        f"DynamoDB table {name}: continuous backups still unavailable after "
+                        f"{PITR_ATTEMPTS} attempts; run provision_infrastructure again in a "
+                        "few minutes (or set table.point_in_time_recovery: false)."
+                    ) from exc
+                raise
+            _sleep(delay)
+            delay = min(delay * 2, 30.0)
 
 
 def order_table_stream_arn(aws: AwsResource, stack: Stack) -> str:
@@ -299,7 +338,7 @@ def ensure_cdc_stream(aws: AwsResource, stack: Stack) -> Outcome:
             ShardCount=shards,
             StreamModeDetails={"StreamMode": "PROVISIONED"},
         )
-        kinesis.get_waiter("stream_exists").wait(StreamName=name)
+        _waiter(kinesis, "stream_exists", f"stream {name} to be ACTIVE", StreamName=name)
         outcome.action = "created"
         summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     else:
@@ -308,15 +347,7 @@ def ensure_cdc_stream(aws: AwsResource, stack: Stack) -> Outcome:
                 StreamName=name, TargetShardCount=shards, ScalingType="UNIFORM_SCALING"
             )
             outcome.changes.append(f"shards {summary['OpenShardCount']} -> {shards}")
-            _wait_for(
-                f"stream {name} to be ACTIVE",
-                lambda: (
-                    kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
-                        "StreamStatus"
-                    ]
-                    == "ACTIVE"
-                ),
-            )
+            _waiter(kinesis, "stream_exists", f"stream {name} to be ACTIVE", StreamName=name)
     current_retention = summary.get("RetentionPeriodHours", 24)
     if current_retention < retention:
         kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=retention)
@@ -408,17 +439,9 @@ def ensure_transform_function(
 
 
 def _wait_for_function(lam: Any, name: str) -> None:
-    def ready() -> bool:
-        config = lam.get_function_configuration(FunctionName=name)
-        if config.get("State") == "Failed" or config.get("LastUpdateStatus") == "Failed":
-            raise ProvisioningError(
-                f"Lambda {name} failed to deploy: {config.get('StateReason') or config.get('LastUpdateStatusReason')}"
-            )
-        return config.get("State", "Active") == "Active" and config.get(
-            "LastUpdateStatus", "Successful"
-        ) in ("Successful",)
-
-    _wait_for(f"Lambda {name} to be active", ready)
+    """Active and its last update done (Lambda's own waiters; a Failed state raises)."""
+    _waiter(lam, "function_active_v2", f"Lambda {name} to be Active", FunctionName=name)
+    _waiter(lam, "function_updated_v2", f"Lambda {name} update to finish", FunctionName=name)
 
 
 # -- EventBridge Pipe -----------------------------------------------------------------------
@@ -426,25 +449,127 @@ def _wait_for_function(lam: Any, name: str) -> None:
 
 def _pipe_parameters(stack: Stack, source_arn: str) -> dict[str, Any]:
     declared = stack.section("pipe")
+    source: dict[str, Any] = {
+        "StartingPosition": declared["starting_position"],
+        "BatchSize": int(declared["batch_size"]),
+        "MaximumBatchingWindowInSeconds": int(declared["maximum_batching_window_seconds"]),
+        "MaximumRetryAttempts": int(declared["maximum_retry_attempts"]),
+        "MaximumRecordAgeInSeconds": int(declared["maximum_record_age_seconds"]),
+        "DeadLetterConfig": {"Arn": stack.dead_letter_queue_arn},
+    }
+    if declared["on_partial_batch_item_failure"]:
+        source["OnPartialBatchItemFailure"] = declared["on_partial_batch_item_failure"]
     return {
         "Source": source_arn,
         "Target": stack.stream_arn,
         "RoleArn": stack.role_arn("pipe"),
-        "SourceParameters": {
-            "DynamoDBStreamParameters": {
-                "StartingPosition": declared["starting_position"],
-                "BatchSize": int(declared["batch_size"]),
-                "MaximumBatchingWindowInSeconds": int(declared["maximum_batching_window_seconds"]),
-            }
-        },
+        "SourceParameters": {"DynamoDBStreamParameters": source},
         "TargetParameters": {
             "KinesisStreamParameters": {"PartitionKey": declared["partition_key"]}
         },
     }
 
 
+# Every source setting UpdatePipe can change (StartingPosition only applies at creation).
+_UPDATABLE_SOURCE_KEYS = (
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+    "OnPartialBatchItemFailure",
+    "DeadLetterConfig",
+)
+# Pipes API, PipeState: a pipe in one of these states does not heal by itself.
+PIPE_FAILED_STATES = (
+    "CREATE_FAILED",
+    "UPDATE_FAILED",
+    "START_FAILED",
+    "STOP_FAILED",
+    "CREATE_ROLLBACK_FAILED",
+    "UPDATE_ROLLBACK_FAILED",
+)
+PIPE_REPAIR_ATTEMPTS = 4
+
+
+def _update_pipe(pipes: Any, name: str, wanted: dict[str, Any]) -> None:
+    have = wanted["SourceParameters"]["DynamoDBStreamParameters"]
+    pipes.update_pipe(
+        Name=name,
+        RoleArn=wanted["RoleArn"],
+        Target=wanted["Target"],
+        DesiredState="RUNNING",
+        SourceParameters={
+            "DynamoDBStreamParameters": {k: have[k] for k in _UPDATABLE_SOURCE_KEYS if k in have}
+        },
+        TargetParameters=wanted["TargetParameters"],
+    )
+
+
+def _create_pipe(pipes: Any, stack: Stack, wanted: dict[str, Any]) -> None:
+    _after_role_propagation(
+        lambda: pipes.create_pipe(
+            Name=stack.pipe_name,
+            DesiredState="RUNNING",
+            Description="OrderTable stream to the CDC Kinesis stream",
+            Tags={"project": stack.settings.prefix},
+            **wanted,
+        )
+    )
+
+
+def _delete_pipe_and_wait(pipes: Any, name: str) -> None:
+    try:
+        pipes.delete_pipe(Name=name)
+    except ClientError as exc:
+        if _code(exc) != "NotFoundException":
+            raise
+    _wait_for(
+        f"pipe {name} to be deleted",
+        lambda: _exists(lambda: pipes.describe_pipe(Name=name), "NotFoundException") is None,
+    )
+
+
+def _settle_pipe(pipes: Any, stack: Stack, wanted: dict[str, Any], outcome: Outcome) -> None:
+    """Wait for RUNNING; repair a failed pipe (bounded) instead of failing every re-run.
+
+    A pipe is accepted before AWS checks that its role can be assumed: with a role created
+    seconds ago it can end in CREATE_FAILED or START_FAILED. A CREATE_FAILED pipe is deleted and
+    created again; an UPDATE_FAILED or START_FAILED one gets UpdatePipe with the declared
+    configuration and DesiredState RUNNING.
+    """
+    name = stack.pipe_name
+    repairs = 0
+    delay = 5.0
+    deadline = time.monotonic() + 600
+    while True:
+        pipe = pipes.describe_pipe(Name=name)
+        state = pipe.get("CurrentState", "")
+        if state == "RUNNING":
+            return
+        if state in PIPE_FAILED_STATES:
+            reason = pipe.get("StateReason") or "no reason given"
+            if repairs >= PIPE_REPAIR_ATTEMPTS:
+                raise ProvisioningError(
+                    f"Pipe {name} is {state} after {repairs} repair(s): {reason}. Check the "
+                    f"role {stack.role_name('pipe')} and the pipe's source and target."
+                )
+            repairs += 1
+            _sleep(delay)  # let a just-created role propagate before trying again
+            delay = min(delay * 2, 60.0)
+            if state.startswith("CREATE"):
+                _delete_pipe_and_wait(pipes, name)
+                _create_pipe(pipes, stack, wanted)
+            else:
+                _update_pipe(pipes, name, wanted)
+            outcome.changes.append(f"repaired {state}")
+            continue
+        if time.monotonic() > deadline:
+            raise ProvisioningError(f"Timed out waiting for pipe {name} to be RUNNING ({state})")
+        _sleep(1)
+
+
 def ensure_cdc_pipe(aws: AwsResource, stack: Stack) -> Outcome:
-    """The EventBridge Pipe from OrderTable's stream to the Kinesis stream."""
+    """The EventBridge Pipe from OrderTable's stream to the Kinesis stream, with its DLQ."""
     pipes = aws.client("pipes")
     name = stack.pipe_name
     wanted = _pipe_parameters(stack, order_table_stream_arn(aws, stack))
@@ -452,69 +577,32 @@ def ensure_cdc_pipe(aws: AwsResource, stack: Stack) -> Outcome:
     current = _exists(lambda: pipes.describe_pipe(Name=name), "NotFoundException")
     if current is not None and current.get("Source") != wanted["Source"]:
         # The table (and so its stream) was replaced: a pipe's source cannot be changed in place.
-        pipes.delete_pipe(Name=name)
-        _wait_for(
-            f"pipe {name} to be deleted",
-            lambda: _exists(lambda: pipes.describe_pipe(Name=name), "NotFoundException") is None,
-        )
+        _delete_pipe_and_wait(pipes, name)
         current = None
         outcome.changes.append("source stream replaced")
     if current is None:
-        _after_role_propagation(
-            lambda: pipes.create_pipe(
-                Name=name,
-                DesiredState="RUNNING",
-                Description="OrderTable stream to the CDC Kinesis stream",
-                Tags={"project": stack.settings.prefix},
-                **wanted,
-            )
-        )
+        _create_pipe(pipes, stack, wanted)
         outcome.action = "created" if not outcome.changes else "updated"
-    else:
+    elif current.get("CurrentState") not in PIPE_FAILED_STATES:
         drift = [
             key
             for key in ("Target", "RoleArn", "TargetParameters")
             if not _json_equal(current.get(key), wanted[key])
         ]
-        # StartingPosition only applies when a pipe is created; the batch settings can change.
         have = current.get("SourceParameters", {}).get("DynamoDBStreamParameters", {})
         want = wanted["SourceParameters"]["DynamoDBStreamParameters"]
-        if any(have.get(k) != want[k] for k in ("BatchSize", "MaximumBatchingWindowInSeconds")):
+        if any(not _json_equal(have.get(k), want.get(k)) for k in _UPDATABLE_SOURCE_KEYS):
             drift.append("SourceParameters")
         if current.get("DesiredState") != "RUNNING":
             drift.append("DesiredState")
         if drift:
-            source_params = wanted["SourceParameters"]["DynamoDBStreamParameters"]
-            pipes.update_pipe(
-                Name=name,
-                RoleArn=wanted["RoleArn"],
-                Target=wanted["Target"],
-                DesiredState="RUNNING",
-                SourceParameters={
-                    "DynamoDBStreamParameters": {
-                        "BatchSize": source_params["BatchSize"],
-                        "MaximumBatchingWindowInSeconds": source_params[
-                            "MaximumBatchingWindowInSeconds"
-                        ],
-                    }
-                },
-                TargetParameters=wanted["TargetParameters"],
-            )
+            _update_pipe(pipes, name, wanted)
             outcome.action = "updated"
             outcome.changes.extend(drift)
-    _wait_for(
-        f"pipe {name} to be RUNNING",
-        lambda: _pipe_state(pipes, name) == "RUNNING",
-    )
+    _settle_pipe(pipes, stack, wanted, outcome)
+    if outcome.action == "unchanged" and outcome.changes:
+        outcome.action = "updated"
     return outcome
-
-
-def _pipe_state(pipes: Any, name: str) -> str:
-    state = pipes.describe_pipe(Name=name).get("CurrentState", "")
-    if state.endswith("FAILED"):
-        reason = pipes.describe_pipe(Name=name).get("StateReason", "no reason given")
-        raise ProvisioningError(f"Pipe {name} is {state}: {reason}")
-    return state
 
 
 # -- Firehose -------------------------------------------------------------------------------
@@ -561,6 +649,11 @@ def _delivery_destination(stack: Stack) -> dict[str, Any]:
                 "DurationInSeconds": int(declared["dynamic_partitioning_retry_seconds"])
             },
         },
+        "CloudWatchLoggingOptions": {
+            "Enabled": True,
+            "LogGroupName": stack.delivery_log_group,
+            "LogStreamName": stack.delivery_log_stream,
+        },
     }
 
 
@@ -573,7 +666,76 @@ _COMPARED_DESTINATION_KEYS = (
     "CompressionFormat",
     "ProcessingConfiguration",
     "DynamicPartitioningConfiguration",
+    "CloudWatchLoggingOptions",
 )
+
+
+def _create_delivery_stream(firehose: Any, stack: Stack, wanted: dict[str, Any]) -> None:
+    _after_role_propagation(
+        lambda: firehose.create_delivery_stream(
+            DeliveryStreamName=stack.delivery_name,
+            DeliveryStreamType="KinesisStreamAsSource",
+            KinesisStreamSourceConfiguration={
+                "KinesisStreamARN": stack.stream_arn,
+                "RoleARN": stack.role_arn("firehose"),
+            },
+            ExtendedS3DestinationConfiguration=wanted,
+            Tags=[{"Key": "project", "Value": stack.settings.prefix}],
+        )
+    )
+
+
+def _describe_delivery(firehose: Any, name: str) -> dict[str, Any] | None:
+    return _exists(
+        lambda: firehose.describe_delivery_stream(DeliveryStreamName=name)[
+            "DeliveryStreamDescription"
+        ],
+        "ResourceNotFoundException",
+    )
+
+
+DELIVERY_REPAIR_ATTEMPTS = 3
+
+
+def _settle_delivery_stream(
+    firehose: Any, stack: Stack, wanted: dict[str, Any], outcome: Outcome
+) -> None:
+    """Wait for ACTIVE; a stream in CREATING_FAILED is deleted and created again (bounded).
+
+    Firehose API (CreateDeliveryStream): a stream in CREATING_FAILED keeps that status and
+    cannot be created again; DeleteDeliveryStream (AllowForceDelete) removes it.
+    """
+    name = stack.delivery_name
+    repairs = 0
+    delay = 5.0
+    deadline = time.monotonic() + 600
+    while True:
+        status = _describe_delivery(firehose, name)
+        state = status["DeliveryStreamStatus"] if status else "ABSENT"
+        if state == "ACTIVE":
+            return
+        if state.endswith("FAILED") or state == "ABSENT":
+            if repairs >= DELIVERY_REPAIR_ATTEMPTS:
+                reason = (status or {}).get("FailureDescription") or "no reason given"
+                raise ProvisioningError(
+                    f"Delivery stream {name} is {state} after {repairs} repair(s): {reason}. "
+                    f"Check the role {stack.role_name('firehose')} and the transform Lambda."
+                )
+            repairs += 1
+            _sleep(delay)
+            delay = min(delay * 2, 60.0)
+            if status is not None:
+                firehose.delete_delivery_stream(DeliveryStreamName=name, AllowForceDelete=True)
+                _wait_for(
+                    f"delivery stream {name} to be deleted",
+                    lambda: _describe_delivery(firehose, name) is None,
+                )
+            _create_delivery_stream(firehose, stack, wanted)
+            outcome.changes.append(f"repaired {state}")
+            continue
+        if time.monotonic() > deadline:
+            raise ProvisioningError(f"Timed out waiting for delivery stream {name} ({state})")
+        _sleep(1)
 
 
 def ensure_delivery_stream(aws: AwsResource, stack: Stack) -> Outcome:
@@ -582,27 +744,11 @@ def ensure_delivery_stream(aws: AwsResource, stack: Stack) -> Outcome:
     name = stack.delivery_name
     wanted = _delivery_destination(stack)
     outcome = Outcome("firehose_delivery_stream", name, "unchanged")
-    current = _exists(
-        lambda: firehose.describe_delivery_stream(DeliveryStreamName=name)[
-            "DeliveryStreamDescription"
-        ],
-        "ResourceNotFoundException",
-    )
+    current = _describe_delivery(firehose, name)
     if current is None:
-        _after_role_propagation(
-            lambda: firehose.create_delivery_stream(
-                DeliveryStreamName=name,
-                DeliveryStreamType="KinesisStreamAsSource",
-                KinesisStreamSourceConfiguration={
-                    "KinesisStreamARN": stack.stream_arn,
-                    "RoleARN": stack.role_arn("firehose"),
-                },
-                ExtendedS3DestinationConfiguration=wanted,
-                Tags=[{"Key": "project", "Value": stack.settings.prefix}],
-            )
-        )
+        _create_delivery_stream(firehose, stack, wanted)
         outcome.action = "created"
-    else:
+    elif current["DeliveryStreamStatus"] == "ACTIVE":
         source = current.get("Source", {}).get("KinesisStreamSourceDescription", {})
         if source.get("KinesisStreamARN") != stack.stream_arn:
             raise ProvisioningError(
@@ -623,18 +769,77 @@ def ensure_delivery_stream(aws: AwsResource, stack: Stack) -> Outcome:
             )
             outcome.action = "updated"
             outcome.changes.extend(drift)
+    _settle_delivery_stream(firehose, stack, wanted, outcome)
+    if outcome.action == "unchanged" and outcome.changes:
+        outcome.action = "updated"
+    return outcome
 
-    def active() -> bool:
-        status = firehose.describe_delivery_stream(DeliveryStreamName=name)[
-            "DeliveryStreamDescription"
-        ]
-        if status["DeliveryStreamStatus"].endswith("FAILED"):
-            raise ProvisioningError(
-                f"Delivery stream {name} is {status['DeliveryStreamStatus']}: {status.get('FailureDescription')}"
-            )
-        return status["DeliveryStreamStatus"] == "ACTIVE"
 
-    _wait_for(f"delivery stream {name} to be ACTIVE", active)
+def ensure_delivery_log_group(aws: AwsResource, stack: Stack) -> Outcome:
+    """The CloudWatch log group and stream Firehose writes delivery and transform errors to."""
+    logs = aws.client("logs")
+    group, log_stream = stack.delivery_log_group, stack.delivery_log_stream
+    retention = int(stack.section("delivery")["log_retention_days"])
+    outcome = Outcome("cloudwatch_log_group", group, "unchanged")
+    found = [
+        g
+        for g in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
+        if g["logGroupName"] == group
+    ]
+    if not found:
+        logs.create_log_group(logGroupName=group, tags={"project": stack.settings.prefix})
+        outcome.action = "created"
+    if not found or found[0].get("retentionInDays") != retention:
+        logs.put_retention_policy(logGroupName=group, retentionInDays=retention)
+        if found:
+            outcome.changes.append(f"retention {retention} days")
+    streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=log_stream)
+    if not any(s["logStreamName"] == log_stream for s in streams["logStreams"]):
+        logs.create_log_stream(logGroupName=group, logStreamName=log_stream)
+        if found:
+            outcome.changes.append(f"log stream {log_stream}")
+    if outcome.action == "unchanged" and outcome.changes:
+        outcome.action = "updated"
+    return outcome
+
+
+# -- SQS ------------------------------------------------------------------------------------
+
+
+def ensure_dead_letter_queue(aws: AwsResource, stack: Stack) -> Outcome:
+    """The pipe's dead-letter queue (SQS, encrypted) for batches it gives up on."""
+    sqs = aws.client("sqs")
+    name = stack.dead_letter_queue_name
+    wanted = {
+        "MessageRetentionPeriod": str(stack.section("pipe")["dead_letter_retention_seconds"]),
+        "SqsManagedSseEnabled": "true",
+    }
+    outcome = Outcome("sqs_queue", name, "unchanged")
+    url = _exists(
+        lambda: sqs.get_queue_url(QueueName=name)["QueueUrl"],
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    )
+    if url is None:
+        url = sqs.create_queue(
+            QueueName=name, Attributes=wanted, tags={"project": stack.settings.prefix}
+        )["QueueUrl"]
+        outcome.action = "created"
+    else:
+        have = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        drift = {k: v for k, v in wanted.items() if have.get(k) != v}
+        if drift:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes=drift)
+            outcome.action = "updated"
+            outcome.changes.extend(sorted(drift))
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    if arn != stack.dead_letter_queue_arn:
+        raise ProvisioningError(
+            f"SQS queue {name} has ARN {arn}, expected {stack.dead_letter_queue_arn}."
+        )
+    outcome.details["queue_url"] = url
     return outcome
 
 
@@ -772,19 +977,11 @@ def ensure_workgroup(aws: AwsResource, stack: Stack) -> Outcome:
 
 
 def provision_all(aws: AwsResource) -> list[Outcome]:
-    """Every ensure_* in dependency order, outside Dagster (for scripts and test fixtures)."""
-    stack = aws.stack()
-    outcomes = [ensure_bucket(aws, stack)]
-    outcomes += [ensure_role(aws, stack, service) for service in stack.role_services()]
-    artifact = ensure_transform_artifact(aws, stack)
-    outcomes.append(artifact)
-    outcomes.append(
-        ensure_transform_function(
-            aws, stack, artifact.details["s3_key"], artifact.details["code_sha256"]
-        )
-    )
-    outcomes += [ensure_order_table(aws, stack), ensure_cdc_stream(aws, stack)]
-    outcomes += [ensure_cdc_pipe(aws, stack), ensure_delivery_stream(aws, stack)]
-    outcomes += [ensure_glue_database(aws, stack), ensure_crawler(aws, stack)]
-    outcomes.append(ensure_workgroup(aws, stack))
-    return outcomes
+    """The provision_infrastructure job run in-process (one ordering: the job graph)."""
+    from sales_cdc.defs.infrastructure.jobs import provision_infrastructure
+
+    result = provision_infrastructure.execute_in_process(resources={"aws": aws})
+    return [
+        Outcome(row["resource"], row["name"], row["action"], list(row.get("changes", [])))
+        for row in result.output_for_node("provisioning_summary")
+    ]

@@ -121,6 +121,31 @@ def delete_pipe(aws: AwsResource, stack: Stack) -> Outcome:
     return outcome
 
 
+def delete_dead_letter_queue(aws: AwsResource, stack: Stack) -> Outcome:
+    """The pipe's dead-letter queue (and the batch descriptions still in it)."""
+    sqs = aws.client("sqs")
+    name = stack.dead_letter_queue_name
+    return _delete(
+        "sqs_queue",
+        name,
+        lambda: sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"]),
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+    )
+
+
+def delete_delivery_log_group(aws: AwsResource, stack: Stack) -> Outcome:
+    """Firehose's error log group with its streams."""
+    logs = aws.client("logs")
+    name = stack.delivery_log_group
+    return _delete(
+        "cloudwatch_log_group",
+        name,
+        lambda: logs.delete_log_group(logGroupName=name),
+        "ResourceNotFoundException",
+    )
+
+
 def delete_transform_function(aws: AwsResource, stack: Stack) -> Outcome:
     lam = aws.client("lambda")
     name = stack.function_name

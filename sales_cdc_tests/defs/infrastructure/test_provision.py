@@ -123,6 +123,11 @@ def test_role_policies_are_least_privilege(provisioned: AwsResource):
             assert statement["Effect"] == "Allow"
             for action in statement["Action"]:
                 assert "*" not in action, (service, action)
+            if statement["Resource"] == ["*"]:
+                # dynamodb:ListStreams supports no resource-level permissions (Service
+                # Authorization Reference, Amazon DynamoDB): the one action allowed on "*".
+                assert statement["Action"] == ["dynamodb:ListStreams"], (service, statement)
+                continue
             for resource in statement["Resource"]:
                 assert resource != "*" and any(o in resource for o in own), (service, resource)
                 scoped = (stack.settings.prefix, stack.database, "/aws-glue/crawlers")
@@ -209,6 +214,12 @@ def _leftovers(aws: AwsResource) -> list[str]:
         for r in aws.client("iam").list_roles()["Roles"]
         if r["RoleName"].startswith(prefix)
     ]
+    found += aws.client("sqs").list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    found += [
+        g["logGroupName"]
+        for g in aws.client("logs").describe_log_groups()["logGroups"]
+        if g["logGroupName"] == stack.delivery_log_group
+    ]
     return found
 
 
@@ -221,7 +232,7 @@ def test_teardown_leaves_nothing_behind(provisioned: AwsResource):
         AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    assert len(_leftovers(provisioned)) >= 10
+    assert len(_leftovers(provisioned)) >= 12
     result = teardown_infrastructure.execute_in_process(resources={"aws": provisioned})
     assert result.success
     assert _leftovers(provisioned) == []
@@ -238,7 +249,7 @@ def test_provisioning_job_is_idempotent_and_reports_each_op(aws: AwsResource):
     assert actions == {"created"}
     second = provision_infrastructure.execute_in_process(resources={"aws": aws})
     rows = second.output_for_node("provisioning_summary")
-    assert {row["action"] for row in rows} == {"unchanged"} and len(rows) == 14
+    assert {row["action"] for row in rows} == {"unchanged"} and len(rows) == 16
     materializations = [
         e
         for e in second.all_events
@@ -267,3 +278,20 @@ def test_teardown_functions_skip_absent_resources(aws: AwsResource):
     stack = aws.stack()
     assert teardown.delete_bucket(aws, stack).action == "absent"
     assert teardown.delete_pipe(aws, stack).action == "absent"
+
+
+def test_nothing_is_created_before_the_declaration_passes(aws: AwsResource, tmp_path, monkeypatch):
+    infra = tmp_path / "infra"
+    shutil.copytree(REPO_ROOT / "infra", infra)
+    declared = (infra / "stack.yaml").read_text().replace("  raw_prefix: raw/orders_cdc/\n", "")
+    (infra / "stack.yaml").write_text(declared)
+    monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(infra))
+    result = provision_infrastructure.execute_in_process(
+        resources={"aws": aws}, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "stack_declaration"
+    assert "lake.raw_prefix: missing" in str(failure.event_specific_data.error)
+    monkeypatch.delenv("SALES_CDC_INFRA_DIR")
+    assert _leftovers(AwsResource.from_settings(load_settings())) == []
