@@ -771,6 +771,12 @@ def ensure_workgroup(aws: AwsResource, stack: Stack) -> Outcome:
     return outcome
 
 
+def _ensure_raw_table(aws: AwsResource, stack: Stack) -> Outcome:
+    from sales_cdc.defs.infrastructure.raw_table import ensure_raw_table  # imports this module
+
+    return ensure_raw_table(aws, stack)
+
+
 def provision_all(aws: AwsResource) -> list[Outcome]:
     """Every ensure_* in dependency order, outside Dagster (for scripts and test fixtures)."""
     stack = aws.stack()
@@ -786,5 +792,6 @@ def provision_all(aws: AwsResource) -> list[Outcome]:
     outcomes += [ensure_order_table(aws, stack), ensure_cdc_stream(aws, stack)]
     outcomes += [ensure_cdc_pipe(aws, stack), ensure_delivery_stream(aws, stack)]
     outcomes += [ensure_glue_database(aws, stack), ensure_crawler(aws, stack)]
+    outcomes.append(_ensure_raw_table(aws, stack))
     outcomes.append(ensure_workgroup(aws, stack))
     return outcomes
