@@ -78,13 +78,32 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_WIDE = decimal.Context(prec=80)  # room for 38 digits and any scale while rounding
+
+
 def _coerce(value: Any, data_type: pa.DataType) -> Any:
     """A parsed JSON value as a Python value of `data_type`; ValueError when it has none."""
     if value is None:
         return None
     if pa.types.is_string(data_type):
         return _json_text(value)
-    if isinstance(value, dict | list) and not pa.types.is_nested(data_type):
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        if not isinstance(value, list):
+            raise ValueError("not a JSON array")
+        return [_value(item, data_type.value_type) for item in value]  # element by element
+    if pa.types.is_struct(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        members = {str(k).lower(): v for k, v in value.items()}
+        return {f.name: _value(members.get(f.name.lower()), f.type) for f in data_type}
+    if pa.types.is_map(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return [
+            (_value(k, data_type.key_type), _value(v, data_type.item_type))
+            for k, v in value.items()
+        ]
+    if isinstance(value, dict | list):
         raise ValueError("a nested value in a primitive column")
     if pa.types.is_boolean(data_type):
         text = _json_text(value).lower()
@@ -104,7 +123,7 @@ def _coerce(value: Any, data_type: pa.DataType) -> Any:
         # Hive's decimal: rounded half up to the column's scale; out of precision -> NULL.
         number = decimal.Decimal(_json_text(value).strip())
         exponent = decimal.Decimal(1).scaleb(-data_type.scale)
-        return number.quantize(exponent, rounding=decimal.ROUND_HALF_UP)
+        return number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_WIDE)
     return pa.array([value]).cast(data_type)[0].as_py()
 
 
@@ -273,7 +292,8 @@ class DuckDBEngine:
     def _read_json(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
         try:
-            with self.filesystem.open_input_stream(info.path) as stream:
+            # compression=None: told apart by content, not by the ".gz" in the name.
+            with self.filesystem.open_input_stream(info.path, compression=None) as stream:
                 raw = stream.read()
         except OSError as exc:
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
