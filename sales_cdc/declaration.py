@@ -84,6 +84,7 @@ class LakeSection(Section):
     bucket: str
     raw_prefix: str
     errors_prefix: str
+    errors_archive_prefix: str
     curated_prefix: str
     athena_results_prefix: str
 

@@ -20,7 +20,6 @@ import contextlib
 import datetime as dt
 import decimal
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +34,11 @@ import pyarrow.parquet as pq
 import sqlglot
 from sqlglot import exp
 
+from sales_cdc import hive_types
+from sales_cdc.landing_format import GZIP_MAGIC, UnreadableObject, read_json_lines
+
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
-GZIP_MAGIC = b"\x1f\x8b"
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -58,60 +59,12 @@ class Catalog(Protocol):
 
 
 # -- Hive <-> Arrow types -------------------------------------------------------------------
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        if char in "<(":
-            depth += 1
-        elif char in ">)":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
-
-
-_SIMPLE_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "varchar": pa.string(),
-    "char": pa.string(),
-    "bigint": pa.int64(),
-    "int": pa.int32(),
-    "integer": pa.int32(),
-    "smallint": pa.int16(),
-    "tinyint": pa.int8(),
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "binary": pa.binary(),
-}
-
-
 def hive_to_arrow(hive_type: str) -> pa.DataType:
-    """The Arrow type of a Glue/Hive column type (string, bigint, decimal(18,2), struct<...>…)."""
-    text = hive_type.strip().lower()
-    base = re.split(r"[<(]", text, maxsplit=1)[0].strip()
-    if base in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[base]
-    if base == "decimal":
-        match = re.match(r"decimal\((\d+)\s*,\s*(\d+)\)", text)
-        precision, scale = (int(match.group(1)), int(match.group(2))) if match else (10, 0)
-        return pa.decimal128(precision, scale)
-    if base == "array":
-        return pa.list_(hive_to_arrow(text[len("array<") : -1]))
-    if base == "map":
-        key, value = _split_top_level(text[len("map<") : -1])
-        return pa.map_(hive_to_arrow(key), hive_to_arrow(value))
-    if base == "struct":
-        fields = []
-        for part in _split_top_level(text[len("struct<") : -1]):
-            name, _, inner = part.partition(":")
-            fields.append(pa.field(name.strip(), hive_to_arrow(inner)))
-        return pa.struct(fields)
-    raise EngineError(f"Hive type {hive_type!r} is not supported by the embedded engine.")
+    """The Arrow type of a Glue/Hive column type (string, bigint, decimal(38,6), struct<...>…)."""
+    try:
+        return hive_types.hive_to_arrow(hive_type)
+    except hive_types.HiveTypeError as exc:
+        raise EngineError(f"The embedded engine cannot read column type: {exc}") from None
 
 
 def _json_text(value: Any) -> str:
@@ -125,13 +78,32 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_WIDE = decimal.Context(prec=80)  # room for 38 digits and any scale while rounding
+
+
 def _coerce(value: Any, data_type: pa.DataType) -> Any:
     """A parsed JSON value as a Python value of `data_type`; ValueError when it has none."""
     if value is None:
         return None
     if pa.types.is_string(data_type):
         return _json_text(value)
-    if isinstance(value, dict | list) and not pa.types.is_nested(data_type):
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        if not isinstance(value, list):
+            raise ValueError("not a JSON array")
+        return [_value(item, data_type.value_type) for item in value]  # element by element
+    if pa.types.is_struct(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        members = {str(k).lower(): v for k, v in value.items()}
+        return {f.name: _value(members.get(f.name.lower()), f.type) for f in data_type}
+    if pa.types.is_map(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return [
+            (_value(k, data_type.key_type), _value(v, data_type.item_type))
+            for k, v in value.items()
+        ]
+    if isinstance(value, dict | list):
         raise ValueError("a nested value in a primitive column")
     if pa.types.is_boolean(data_type):
         text = _json_text(value).lower()
@@ -148,7 +120,10 @@ def _coerce(value: Any, data_type: pa.DataType) -> Any:
     if pa.types.is_floating(data_type):
         return float(_json_text(value))
     if pa.types.is_decimal(data_type):
-        return decimal.Decimal(_json_text(value).strip())
+        # Hive's decimal: rounded half up to the column's scale; out of precision -> NULL.
+        number = decimal.Decimal(_json_text(value).strip())
+        exponent = decimal.Decimal(1).scaleb(-data_type.scale)
+        return number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_WIDE)
     return pa.array([value]).cast(data_type)[0].as_py()
 
 
@@ -163,24 +138,17 @@ def _value(value: Any, data_type: pa.DataType) -> Any:
 
 
 def json_lines_as_table(data: bytes, schema: pa.Schema) -> pa.Table:
-    """JSON lines read the way the OpenX JSON SerDe reads them (`ignore.malformed.json`).
+    """JSON lines (GZIP or plain) read the way the OpenX JSON SerDe reads them.
 
     Field names match columns case-insensitively, a value of another type than its column's is
     converted when it can be (a number in a string column keeps its literal, "12.5" in a double
-    column is 12.5) and is NULL otherwise, and a line that is not a JSON object is a row of NULLs,
-    which the SQL of every table skips (no event_id, no order_id).
+    column is 12.5) and is NULL otherwise, and a line that is not a JSON object is a row of NULLs
+    (`ignore.malformed.json`), which the SQL of every table skips (no event_id, no order_id).
+    Raises landing_format.UnreadableObject for a broken GZIP stream.
     """
-    rows: list[dict[str, Any]] = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            parsed = json.loads(line, parse_float=decimal.Decimal)
-        except ValueError:
-            parsed = None
-        rows.append(
-            {str(k).lower(): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
-        )
+    lines = read_json_lines(data)
+    rows = [{str(k).lower(): v for k, v in row.items()} for row in lines.rows]
+    rows += [{}] * lines.malformed_lines
     columns = [pa.array([_value(row.get(f.name), f.type) for row in rows], f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -324,28 +292,28 @@ class DuckDBEngine:
     def _read_json(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
         try:
-            with self.filesystem.open_input_stream(info.path) as stream:
+            # compression=None: told apart by content, not by the ".gz" in the name.
+            with self.filesystem.open_input_stream(info.path, compression=None) as stream:
                 raw = stream.read()
         except OSError as exc:
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-
-        def lines() -> pa.NativeFile:
-            buffer = pa.BufferReader(raw)
-            return pa.CompressedInputStream(buffer, "gzip") if raw[:2] == GZIP_MAGIC else buffer
-
+        buffer = pa.BufferReader(raw)
+        lines = pa.CompressedInputStream(buffer, "gzip") if raw[:2] == GZIP_MAGIC else buffer
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            table = pajson.read_json(lines(), parse_options=options)
-        except pa.ArrowInvalid:
-            # A malformed line or a value of another type than the catalog's (a schema change):
-            # read line by line the way the JSON SerDe does.
-            try:
-                return json_lines_as_table(lines().read(), schema)
-            except OSError as exc:  # not GZIP after all, or truncated
-                raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-        except OSError as exc:
+            table = pajson.read_json(lines, parse_options=options).select(schema.names)
+            for column in schema.names:  # Arrow does not check decimal precision while reading
+                if pa.types.is_decimal(table.schema.field(column).type):
+                    table[column].validate(full=True)
+            return table
+        except (pa.ArrowInvalid, OSError):
+            pass
+        # A malformed line, a value of another type than the catalog's (a schema change), a
+        # number beyond its decimal: read line by line the way the JSON SerDe does.
+        try:
+            return json_lines_as_table(raw, schema)
+        except UnreadableObject as exc:  # truncated or corrupt GZIP: Athena fails such a query
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-        return table.select(schema.names)
 
     def _read_parquet(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         table = pq.read_table(info.path, filesystem=self.filesystem)
