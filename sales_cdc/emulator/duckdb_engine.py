@@ -750,7 +750,7 @@ class DuckDBEngine:
                 f"FROM merge_source AS s LEFT JOIN "
                 f"(SELECT DISTINCT {', '.join(keys)}, TRUE AS matched FROM merge_target) AS t "
                 f"ON {on}"
-            ).fetchone()
+            ).fetchall()[0]
             merged = connection.sql(
                 f"SELECT t.* FROM merge_target AS t WHERE NOT EXISTS "
                 f"(SELECT 1 FROM merge_source AS s WHERE {on}) "

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +17,7 @@ from sqlglot import exp
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.lake_catalog import LakeCatalog, S3Objects, iceberg_catalog
-from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql
+from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql, sql_names
 
 __all__ = [
     "AthenaQueryEngine",
@@ -31,8 +29,6 @@ __all__ = [
     "WriteResult",
     "read_sql",
 ]
-
-CTAS_PARTITION_LIMIT = 100  # Athena: a CTAS / INSERT INTO writes at most 100 partitions.
 
 
 class QueryFailedError(RuntimeError):
@@ -201,10 +197,6 @@ class QueryEngine(dg.ConfigurableResource, ABC):
 
     def set_table_parameters(self, table: str, parameters: Mapping[str, str]) -> None:
         self.catalog().set_parameters(table, parameters)
-
-
-def _run_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
 
 class DuckDBQueryEngine(QueryEngine):
@@ -390,6 +382,9 @@ def with_optional_columns(
     return tree.sql(dialect=dialect)
 
 
+_clock = time.monotonic  # the query timeout's clock (a test sets it)
+
+
 class _QueryTimedOut(Exception):
     """Raised from pyathena's poll callback when a statement outlives the timeout."""
 
@@ -480,26 +475,29 @@ class AthenaQueryEngine(QueryEngine):
         from pyathena.error import Error as AthenaError
 
         connection = self._connect()
-        deadline = time.monotonic() + self.query_timeout_seconds
+        deadline = _clock() + self.query_timeout_seconds
+        timed_out: list[str] = []
 
         def on_poll(execution: Any) -> None:
-            if execution.state in ("QUEUED", "RUNNING") and time.monotonic() > deadline:
+            if execution.state in ("QUEUED", "RUNNING") and _clock() > deadline:
+                timed_out.append(execution.query_id)
                 raise _QueryTimedOut(execution.query_id)
 
         cursor = connection.cursor(on_poll=on_poll)
         workgroup = self.aws.stack().workgroup
         try:
             cursor.execute(sql)
-        except _QueryTimedOut as timeout:
-            connection.client.stop_query_execution(QueryExecutionId=timeout.query_id)
-            raise QueryFailedError(
-                f"Athena query {timeout.query_id} in workgroup {workgroup} ran longer than "
-                f"query_timeout_seconds={self.query_timeout_seconds:g} and was stopped; raise "
-                "the setting if the query needs longer.",
-                query_id=timeout.query_id,
-                reason="timeout",
-            ) from None
-        except AthenaError as exc:
+        except (_QueryTimedOut, AthenaError) as exc:
+            if timed_out:  # pyathena may wrap the callback's exception
+                query_id = timed_out[0]
+                connection.client.stop_query_execution(QueryExecutionId=query_id)
+                raise QueryFailedError(
+                    f"Athena query {query_id} in workgroup {workgroup} ran longer than "
+                    f"query_timeout_seconds={self.query_timeout_seconds:g} and was stopped; "
+                    "raise the setting if the query needs longer.",
+                    query_id=query_id,
+                    reason="timeout",
+                ) from None
             query_id = getattr(cursor, "query_id", None)
             reason = str(exc)
             raise QueryFailedError(
@@ -541,7 +539,7 @@ class AthenaQueryEngine(QueryEngine):
         return True
 
     def _columns(self, name: str) -> list[str]:
-        return ddl_columns(read_sql(f"{name}.ddl"))
+        return ddl_columns(self.table_ddl(name))
 
     def insert_statement(self, name: str, select_sql: str) -> str:
         """INSERT INTO `name` (its columns) the SELECT's columns of the same names."""
@@ -670,101 +668,30 @@ class AthenaQueryEngine(QueryEngine):
         params: Mapping[str, Any] | None = None,
         parameters: Mapping[str, str] | None = None,
     ) -> WriteResult:
-        stack = self.aws.stack()
-        catalog = self.catalog()
-        select = self._prepare(select_sql, params).strip().rstrip(";")
-        keys = [k.lower() for k in partitioned_by]
-        run = _run_id()
-        temp = f"{name}__run_{re.sub(r'[^0-9a-z]', '_', run.lower())}"
-        table_location = f"{self.curated_location()}{name}/"
-        run_location = f"{table_location}run={run}/"
-        replace = None if replace_partitions is None else [tuple(v) for v in replace_partitions]
-        scanned = 0
-        query_ids: list[str] = []
+        """The Iceberg table of sql/<name>.ddl.sql, replaced whole or in `replace_partitions`.
 
-        def run_statement(statement: str) -> Any:
-            nonlocal scanned
-            cursor = self._execute(statement)
-            scanned += int(cursor.data_scanned_in_bytes or 0)
-            query_ids.append(cursor.query_id)
-            return cursor
-
-        qualified = f'"{stack.database}"."{temp}"'
-        try:
-            if keys:
-                if replace is None:
-                    distinct = run_statement(
-                        f"SELECT DISTINCT {', '.join(keys)} FROM ({select}) AS src"
-                    )
-                    values = sorted(tuple(str(v) for v in row) for row in distinct.fetchall())
-                else:
-                    values = sorted(replace)
-                with_clause = (
-                    f"format = 'PARQUET', write_compression = 'SNAPPY', "
-                    f"external_location = '{run_location}', "
-                    f"partitioned_by = ARRAY[{', '.join(literal(k) for k in keys)}]"
-                )
-                batches = [
-                    values[i : i + CTAS_PARTITION_LIMIT]
-                    for i in range(0, len(values), CTAS_PARTITION_LIMIT)
-                ]
-                if not batches:
-                    run_statement(
-                        f"CREATE TABLE {qualified} WITH ({with_clause}) AS "
-                        f"SELECT * FROM ({select}) AS src WITH NO DATA"
-                    )
-                for i, batch in enumerate(batches):
-                    where = " OR ".join(
-                        "("
-                        + " AND ".join(f"{k} = {literal(v)}" for k, v in zip(keys, vs, strict=True))
-                        + ")"
-                        for vs in batch
-                    )
-                    body = f"SELECT * FROM ({select}) AS src WHERE {where}"
-                    if i == 0:
-                        run_statement(f"CREATE TABLE {qualified} WITH ({with_clause}) AS {body}")
-                    else:
-                        run_statement(f"INSERT INTO {qualified} {body}")
-            else:
-                run_statement(
-                    f"CREATE TABLE {qualified} WITH (format = 'PARQUET', "
-                    f"write_compression = 'SNAPPY', external_location = '{run_location}') "
-                    f"AS {select}"
-                )
-            written = catalog.get_table(temp)
-            if written is None:
-                raise QueryFailedError(
-                    f"Athena reported success but Glue has no table {stack.database}.{temp}."
-                )
-            partitions = {
-                tuple(p["Values"]): p["StorageDescriptor"]["Location"]
-                for p in catalog.get_partitions(temp)
-            }
-            catalog.publish(
-                name,
-                columns=written["StorageDescriptor"]["Columns"],
-                partition_keys=keys,
-                table_location=table_location,
-                run_location=run_location,
-                partitions=partitions,
-                replace_partitions=replace,
-                parameters=parameters,
+        A CTAS with external_location fails in an enforced workgroup (Athena "Troubleshoot
+        workgroup errors"), so Athena writes the curated tables only as Iceberg tables.
+        """
+        if f"{name}.ddl" not in sql_names():
+            raise QueryFailedError(
+                f"Athena writes curated tables as Iceberg tables: add sql/{name}.ddl.sql "
+                "(CREATE TABLE ... TBLPROPERTIES ('table_type' = 'ICEBERG'))."
             )
-        except BaseException:
-            self._drop_temp(catalog, temp)
-            catalog.delete_location(run_location)
-            raise
-        self._drop_temp(catalog, temp)
-        return WriteResult(
-            table=name,
-            location=run_location,
-            partitions=sorted(partitions),
-            bytes_scanned=scanned,
-            query_ids=query_ids,
-        )
-
-    @staticmethod
-    def _drop_temp(catalog: LakeCatalog, temp: str) -> None:
-        """Drop the CTAS table from the catalog only (its files now belong to the real table)."""
-        if catalog.get_table(temp) is not None:
-            catalog.glue.delete_table(DatabaseName=catalog.database, Name=temp)
+        where = None
+        if replace_partitions is not None:
+            keys = [k.lower() for k in partitioned_by]
+            where = (
+                " OR ".join(
+                    "("
+                    + " AND ".join(f"{k} = {literal(v)}" for k, v in zip(keys, vs, strict=True))
+                    + ")"
+                    for vs in replace_partitions
+                )
+                or "FALSE"
+            )
+        written = self.replace_rows(name, select_sql, where=where, params=params)
+        if parameters:
+            self.set_table_parameters(name, parameters)
+        written.location = self.table_location(name)
+        return written
