@@ -449,7 +449,33 @@ class IcebergTables:
         table = self.load(name)
         files_before = len(list(table.scan().plan_files()))
         snapshots_before = len(table.snapshots())
-        self._compact(name)
+        self._retrying(name, lambda: self._compact(name))
+        self._retrying(name, lambda: self._expire(name, older_than, retain_last))
+        table = self.load(name)
+        cutoff = int(older_than.timestamp() * 1000)
+        deleted, size = self._remove_orphans(table, cutoff, store)
+        return Maintained(
+            data_files_before=files_before,
+            data_files_after=len(list(table.scan().plan_files())),
+            snapshots_before=snapshots_before,
+            snapshots_after=len(table.snapshots()),
+            files_deleted=deleted,
+            bytes_deleted=size,
+        )
+
+    @staticmethod
+    def _retrying(name: str, action: Any) -> None:
+        """Run a maintenance commit again (on the new table state) when a writer got first."""
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                action()
+                return
+            except CommitFailedException:
+                time.sleep(random.uniform(0.05, 0.2) * (2**attempt))
+        raise IcebergError(f"Maintenance of {name} lost {COMMIT_ATTEMPTS} commit races in a row.")
+
+    def _expire(self, name: str, older_than: dt.datetime, retain_last: int) -> None:
+        """Expire the snapshots older than `older_than` except the newest `retain_last`."""
         table = self.load(name)
         newest = sorted(table.snapshots(), key=lambda s: -s.timestamp_ms)[: max(retain_last, 1)]
         keep = {s.snapshot_id for s in newest}
@@ -461,16 +487,6 @@ class IcebergTables:
         ]
         if expire:
             table.maintenance.expire_snapshots().by_ids(expire).commit()
-        table = self.load(name)
-        deleted, size = self._remove_orphans(table, cutoff, store)
-        return Maintained(
-            data_files_before=files_before,
-            data_files_after=len(list(table.scan().plan_files())),
-            snapshots_before=snapshots_before,
-            snapshots_after=len(table.snapshots()),
-            files_deleted=deleted,
-            bytes_deleted=size,
-        )
 
     def _compact(self, name: str) -> None:
         """Rewrite every partition held in more than one data file as one file (one commit)."""

@@ -7,7 +7,15 @@ import sqlglot
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
-from sales_cdc.resources.sql import SqlError, bind, optional_columns, read_sql, sql_names
+from sales_cdc.resources.sql import (
+    SQL_DIR,
+    SqlError,
+    _expand,
+    bind,
+    optional_columns,
+    read_sql,
+    sql_names,
+)
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
 
 SAMPLE_PARAMETER = "2026-03-01"  # parameters of the lake's SQL are days or partition values
@@ -85,3 +93,15 @@ def test_missing_file_and_parameters_are_explained() -> None:
     optional = optional_columns(read_sql("orders_current"))["orders_cdc"]
     assert optional["discount"] == "double" and optional["quantity"] == "bigint"
     assert "order_id" not in optional and "sequence_number" not in optional
+
+
+def test_sales_measures_are_defined_once_and_included() -> None:
+    measure = "COUNT(CASE WHEN outcome = 'cancelled' THEN 1 END) AS cancelled_orders"
+    files = ["daily_sales_by_product", "daily_sales_by_category", "hourly_revenue"]
+    for name in [*files, "aggregate_totals"]:
+        raw = (SQL_DIR / f"{name}.sql").read_text()
+        assert "-- include: sales_measures" in raw and measure not in raw
+        assert read_sql(name).count(measure) == 1
+    assert (SQL_DIR / "include" / "sales_measures.sql").read_text().count(measure) == 1
+    with pytest.raises(SqlError, match="names no file"):
+        _expand("SELECT\n    -- include: no_such_fragment\n    1")
