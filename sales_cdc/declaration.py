@@ -140,6 +140,13 @@ class TeardownSection(Section):
     require_confirmation: bool
 
 
+class MaintenanceSection(Section):
+    cron: str
+    running: bool
+    snapshot_retention_hours: int = Field(ge=1)
+    retain_last_snapshots: int = Field(ge=1)
+
+
 class StackDeclaration(Section):
     """infra/stack.yaml after one environment's overrides: the whole stack."""
 
@@ -158,6 +165,7 @@ class StackDeclaration(Section):
     analytics: AnalyticsSection
     runtime: RuntimeSection
     teardown: TeardownSection
+    maintenance: MaintenanceSection
 
 
 # -- loading -----------------------------------------------------------------------------------
