@@ -9,8 +9,10 @@ order moved on, or the order id exists) is a conflict: skipped and counted, neve
 from __future__ import annotations
 
 import random
+import threading
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -103,21 +105,44 @@ def apply_changes(
     changes: list[Change],
     now: datetime,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 4,
 ) -> Counter:
-    """Write `changes` one conditional write each; a failed condition is a conflict, skipped."""
+    """Write `changes` one conditional write each; a failed condition is a conflict, skipped.
+
+    The changes of one order are written in their order by one thread; different orders are
+    written side by side by `workers` threads (a boto3 client is thread-safe).
+    """
+    per_order: dict[str, list[Change]] = {}
+    for change in changes:
+        per_order.setdefault(change.order_id, []).append(change)
     counts: Counter = Counter()
+    lock = threading.Lock()
+    done = 0
     done_word = {"insert": "inserted", "update": "updated", "delete": "deleted"}
-    for done, change in enumerate(changes, start=1):
-        operation, request = write_request(table, change, now)
-        try:
-            getattr(ddb, operation)(**request)
-        except ClientError as exc:
-            # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html#API_PutItem_Errors
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            counts["conflicts"] += 1
-        else:
-            counts[done_word[change.kind]] += 1
-        if progress and (done % 100 == 0 or done == len(changes)):
-            progress(done, len(changes))
+
+    def write(sequence: list[Change]) -> None:
+        nonlocal done
+        for change in sequence:
+            operation, request = write_request(table, change, now)
+            try:
+                getattr(ddb, operation)(**request)
+                outcome = done_word[change.kind]
+            except ClientError as exc:
+                # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_PutItem.html#API_PutItem_Errors
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                outcome = "conflicts"
+            with lock:
+                counts[outcome] += 1
+                done += 1
+                if progress and (done % 100 == 0 or done == len(changes)):
+                    progress(done, len(changes))
+
+    if workers <= 1 or len(per_order) <= 1:
+        for sequence in per_order.values():
+            write(sequence)
+        return counts
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(write, sequence) for sequence in per_order.values()]:
+            future.result()
     return counts
