@@ -61,6 +61,7 @@ def _treat_loopback_as_secure_transport() -> None:
 # returned. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html
 STREAM_RECORD_RETENTION_SECONDS = 24 * 3600
 SHARD_ITERATOR_LIFETIME_SECONDS = 15 * 60
+ITERATOR_PRUNE_INTERVAL_SECONDS = 10.0
 
 
 class _StoredStreamRecord:
@@ -129,13 +130,13 @@ def _bound_streams_memory() -> None:
 
     def iterator_init(self: ShardIterator, streams_backend, stream_shard, kind, seq=None):
         original_iterator_init(self, streams_backend, stream_shard, kind, seq)
-        if kind == "LATEST":
+        if kind in ("LATEST", "TRIM_HORIZON"):
             self.sequence_number += getattr(stream_shard, "_trimmed", 0)
         self.created = time.monotonic()
 
     def get_records(self: DynamoDBStreamsBackend, iterator_arn: str, limit: int) -> dict:
         now = time.monotonic()
-        if now - getattr(self, "_pruned", 0.0) > 10:
+        if now - getattr(self, "_pruned", 0.0) > ITERATOR_PRUNE_INTERVAL_SECONDS:
             self._pruned = now
             for arn, iterator in list(self.shard_iterators.items()):
                 if now - getattr(iterator, "created", now) > SHARD_ITERATOR_LIFETIME_SECONDS:
