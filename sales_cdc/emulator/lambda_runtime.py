@@ -176,6 +176,9 @@ class FunctionLoader:
                     memory_mb=int(config.get("MemorySize", 128)),
                     timeout_s=int(config.get("Timeout", 3)),
                 )
+                # Only the current version of each function stays loaded (bounded over redeploys).
+                for stale in [k for k in self._loaded if k[0] == function_arn]:
+                    del self._loaded[stale]
                 self._loaded[key] = function
             self._checked[function_arn] = (time.monotonic(), function)
             return function
