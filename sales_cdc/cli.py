@@ -15,6 +15,23 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _require_emulator() -> None:
+    """Locally, one line naming the emulator and how to start it when nothing answers there."""
+    from sales_cdc.settings import load_settings
+
+    settings = load_settings()
+    if settings.is_local:
+        from sales_cdc.emulator.runtime import unreachable
+
+        problem = unreachable(settings.endpoint_url or "")
+        if problem:
+            raise EndpointDown(problem)
+
+
+class EndpointDown(RuntimeError):
+    """The AWS endpoint the command needs does not answer."""
+
+
 def _runtime(args: argparse.Namespace) -> int:
     from sales_cdc.emulator.runtime import run_runtime
 
@@ -33,6 +50,7 @@ def _query(args: argparse.Namespace) -> int:
     from sales_cdc.query_cli import run_query
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
+    _require_emulator()
     return run_query(sql, output=args.output, max_rows=args.max_rows)
 
 
@@ -95,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"sales-cdc: configuration error: {exc}", file=sys.stderr)
         return 2
+    except EndpointDown as exc:
+        print(f"sales-cdc {args.command}: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI reports, the traceback is not for users
         from sales_cdc.emulator.server import EmulatorError
 

@@ -128,6 +128,7 @@ class LandingSection(Section):
 
 class AnalyticsSection(Section):
     partitions_start: dt.date
+    sensor_interval_seconds: int = Field(default=30, ge=1)
 
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
@@ -138,6 +139,11 @@ class RuntimeSection(Section):
 
 class TeardownSection(Section):
     require_confirmation: bool
+
+
+class GeneratorSection(Section):
+    history_days: int = Field(ge=0)
+    history_orders_per_day: int = Field(ge=0)
 
 
 class MaintenanceSection(Section):
@@ -166,6 +172,7 @@ class StackDeclaration(Section):
     runtime: RuntimeSection
     teardown: TeardownSection
     maintenance: MaintenanceSection
+    generator: GeneratorSection
 
 
 # -- loading -----------------------------------------------------------------------------------

@@ -25,6 +25,9 @@ from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / ".demo"
+# Freshness settings of the demo's Dagster instance: queued runs are picked up every second
+# (default 5 s), and the sensors are evaluated side by side (the landing sensor does not wait
+# behind aggregates_sensor).
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -33,9 +36,16 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 4
+    dequeue_interval_seconds: 1
     tag_concurrency_limits:
       - key: "sales_cdc/lake"
         limit: 1
+sensors:
+  use_threads: true
+  num_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
 """
 
 
@@ -88,6 +98,7 @@ class Demo:
         self.emulator_port = emulator_port
         self.ui_port = ui_port
         self.children: list[Child] = []
+        self.one_shots: list[Child] = []  # commands that end by themselves (first orders)
         self.endpoint = f"http://127.0.0.1:{emulator_port}"
         self.home = state_dir / "dagster_home"
         self.logs = state_dir / "logs"
@@ -177,6 +188,15 @@ class Demo:
         self.children.remove(provision)
 
         self.start("runtime", [python, "-m", "sales_cdc.cli", "runtime"])
+        # Data in the first minute: the generator's first run (with its history on an empty
+        # table) starts now, as a user would start it, instead of at the schedule's first tick.
+        first = self.start(
+            "first-orders",
+            [dagster, "asset", "materialize", "-m", "sales_cdc.definitions",
+             "--select", "dynamodb/orders"],
+        )  # fmt: skip
+        self.children.remove(first)
+        self.one_shots.append(first)
         ui = self.start(
             "dagster",
             [
@@ -203,6 +223,14 @@ class Demo:
 
     def supervise(self) -> int:
         while True:
+            for child in list(self.one_shots):
+                code = child.process.poll()
+                if code is not None:
+                    self.one_shots.remove(child)
+                    child.log.close()
+                    if code:
+                        print(f"\n{child.name} failed (code {code}):\n{_tail(child)}",
+                              file=sys.stderr, flush=True)  # fmt: skip
             for child in self.children:
                 if child.process.poll() is not None:
                     print(
@@ -214,6 +242,17 @@ class Demo:
 
     def stop(self) -> None:
         """Stop the children one by one, newest first: the emulator outlives its clients."""
+        for child in self.one_shots:
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                try:
+                    child.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                    child.process.wait()
+            child.log.close()
+        self.one_shots.clear()
         for child in reversed(self.children):
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

@@ -35,9 +35,10 @@ def _partitions_start() -> str:
 
 START_DATE = _partitions_start()
 
-# One partition per UTC order day; end_offset=1 so that today's partition exists while orders
-# are still coming in.
-order_days = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+# One partition per UTC order day (YYYY-MM-DD) that has orders: aggregates_sensor adds a day when
+# orders_current first reports a change on it, so the partitions are exactly the days with data
+# (none shows as missing). Days before analytics.partitions_start are never added.
+order_days = dg.DynamicPartitionsDefinition(name="order_days")
 
 # table -> description; each table is sales_cdc/sql/<table>.sql, summed up by totals_sql().
 AGGREGATES: dict[str, str] = {
