@@ -1,4 +1,4 @@
-"""The `sales-cdc` command: emulator, runtime, demo and query."""
+"""The `sales-cdc` command: emulator, runtime, demo, query and dashboard."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(
         emulator_port=args.emulator_port, ui_port=args.ui_port, state_dir=args.state_dir
     )
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sales_cdc.dashboard import run_dashboard
+
+    return run_dashboard(args.port)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -78,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--output", choices=("table", "csv", "json"), default="table")
     query.add_argument("--max-rows", type=int, default=50, help="rows shown (default %(default)s)")
     query.set_defaults(func=_query)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the sales dashboard (Streamlit) on 127.0.0.1, reading the lake through the "
+        "QueryEngine",
+    )
+    dashboard.add_argument("--port", type=int, default=8501, help="port (default %(default)s)")
+    dashboard.set_defaults(func=_dashboard)
     return parser
 
 
@@ -89,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sales-cdc: configuration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the CLI reports, the traceback is not for users
+        from sales_cdc.dashboard import DashboardError
         from sales_cdc.emulator.server import EmulatorError
 
-        if isinstance(exc, EmulatorError):
+        if isinstance(exc, EmulatorError | DashboardError):
             print(f"sales-cdc: {exc}", file=sys.stderr)
             return 1
         raise

@@ -48,6 +48,7 @@ ASSETS = {
     "athena/daily_sales_by_category": "analytics",
     "athena/daily_order_status": "analytics",
     "athena/hourly_revenue": "analytics",
+    "athena/daily_customer_behaviour": "analytics",
 }
 
 

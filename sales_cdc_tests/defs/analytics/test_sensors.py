@@ -38,7 +38,7 @@ def test_requests_exactly_the_changed_days_once() -> None:
             "2026-03-05",
         ]
         assert all(list(r.asset_selection) == AGGREGATE_KEYS for r in requests)
-        assert all(len(r.asset_check_keys) == 8 for r in requests)
+        assert all(len(r.asset_check_keys) == 10 for r in requests)
         assert len({r.run_key for r in requests}) == 3
         cursor = result.cursor
 
