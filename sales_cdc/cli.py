@@ -25,7 +25,10 @@ def _demo(args: argparse.Namespace) -> int:
     from sales_cdc.demo import run_demo
 
     return run_demo(
-        emulator_port=args.emulator_port, ui_port=args.ui_port, state_dir=args.state_dir
+        emulator_port=args.emulator_port,
+        ui_port=args.ui_port,
+        state_dir=args.state_dir,
+        dashboard_port=args.dashboard_port,
     )
 
 
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
     demo.add_argument("--ui-port", type=int, default=3000)
+    demo.add_argument(
+        "--dashboard-port", type=int, default=8501, help="sales dashboard (a free one if taken)"
+    )
     demo.add_argument(
         "--state-dir",
         default=".demo",

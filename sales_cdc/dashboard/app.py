@@ -54,7 +54,7 @@ def _empty(answer: Answer) -> bool:
 
 
 def _chart(chart: alt.Chart, key: str) -> None:
-    st.altair_chart(chart, use_container_width=True, key=key)
+    st.altair_chart(chart, key=key)
 
 
 def _per_currency(frame: pd.DataFrame, draw, key: str) -> None:

@@ -4,6 +4,7 @@ Dagster instance's materializations and check results. No layout here."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -79,7 +80,12 @@ class Answer:
     def empty_state(self) -> str:
         if self.error:
             return f"The query {self.name}.sql failed: {self.error}"
-        return what_to_run(self.table)
+        if self.missing_table:
+            return what_to_run(self.table)
+        return (
+            f"{self.table} has no rows for the chosen order days and currencies yet: widen the "
+            "date range, or wait for aggregates_sensor to refresh today's orders."
+        )
 
 
 @dataclass
@@ -169,7 +175,7 @@ def dagster_state(instance: dg.DagsterInstance | None = None) -> DagsterState:
                 reason="DAGSTER_HOME is not set: set it to the Dagster instance's home (the demo "
                 "uses .demo/dagster_home) to see materializations and check results.",
             )
-        instance = dg.DagsterInstance.get()
+        instance = _home_instance()
     state = DagsterState(available=True)
     for key in STAGE_ASSETS:
         event = instance.get_latest_materialization_event(key)
@@ -191,6 +197,13 @@ def dagster_state(instance: dg.DagsterInstance | None = None) -> DagsterState:
     return state
 
 
+@functools.cache
+def _home_instance() -> dg.DagsterInstance:
+    """The instance of DAGSTER_HOME, opened once per dashboard process."""
+    return dg.DagsterInstance.get()
+
+
+@functools.cache
 def _check_keys() -> list[dg.AssetCheckKey]:
     from sales_cdc.definitions import defs
 
@@ -209,4 +222,4 @@ def _status(record: Any, evaluation: Any) -> str:
         return "not run yet"
     if evaluation is not None:
         return "passed" if evaluation.passed else "FAILED"
-    return str(record.status.value).lower()
+    return "running" if record.status.value == "PLANNED" else str(record.status.value).lower()
