@@ -173,8 +173,11 @@ def test_dashboard_in_the_browser(sync_playwright, demo: DemoProcess, tmp_path: 
                 page.wait_for_timeout(6000)
             else:
                 pytest.fail(f"{label!r} on the page never equalled sales-cdc query: {seen}")
+            # the whole dashboard in one picture (the README's): a viewport as tall as the page
             page.mouse.move(0, 0)
-            page.wait_for_timeout(500)
+            height = page.get_by_test_id("stMainBlockContainer").evaluate("e => e.scrollHeight")
+            page.set_viewport_size({"width": VIEWPORT["width"], "height": min(height + 80, 9000)})
+            page.wait_for_timeout(4000)
             _screenshot(page, shots, "dashboard")
         finally:
             browser.close()

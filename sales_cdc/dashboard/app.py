@@ -410,9 +410,11 @@ def main() -> None:
             max_value=today + dt.timedelta(days=1),
             key="days",
         )
+        # The options as of this full run; live() reruns the app when new currencies appear.
+        st.session_state["currency_options"] = _currencies(data, today)
         st.multiselect(
             "Currencies (none chosen: all)",
-            options=_currencies(data, today),
+            options=st.session_state["currency_options"],
             key="currencies",
         )
     start, end = (picked[0], picked[-1]) if isinstance(picked, tuple | list) else (picked, picked)
@@ -430,10 +432,10 @@ def live(start: dt.date, end: dt.date) -> None:
     data = _data()
     tables = data.tables()
     params = {"start_date": str(start), "end_date": str(end)}
-    chosen = st.session_state.get("currencies") or []
-    currencies = chosen or (
-        [] if "daily_sales_by_category" not in tables else _currencies(data, end)
-    )
+    known = [] if "daily_sales_by_category" not in tables else _currencies(data, _today())
+    if known != st.session_state.get("currency_options"):
+        st.rerun(scope="app")  # a currency appeared: offer it in the filter
+    currencies = st.session_state.get("currencies") or known
     if not currencies:
         st.info(what_to_run("daily_sales_by_category"), icon=":material/hourglass_empty:")
         params["currencies"] = ["-"]
