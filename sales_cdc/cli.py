@@ -1,4 +1,4 @@
-"""The `sales-cdc` command: emulator, runtime, demo and query."""
+"""The `sales-cdc` command: emulator, runtime, demo, query and dashboard."""
 
 from __future__ import annotations
 
@@ -42,8 +42,17 @@ def _demo(args: argparse.Namespace) -> int:
     from sales_cdc.demo import run_demo
 
     return run_demo(
-        emulator_port=args.emulator_port, ui_port=args.ui_port, state_dir=args.state_dir
+        emulator_port=args.emulator_port,
+        ui_port=args.ui_port,
+        state_dir=args.state_dir,
+        dashboard_port=args.dashboard_port,
     )
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sales_cdc.dashboard import run_dashboard
+
+    return run_dashboard(args.port)
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -80,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--emulator-port", type=int, default=DEFAULT_EMULATOR_PORT)
     demo.add_argument("--ui-port", type=int, default=3000)
     demo.add_argument(
+        "--dashboard-port", type=int, default=8501, help="sales dashboard (a free one if taken)"
+    )
+    demo.add_argument(
         "--state-dir",
         default=".demo",
         help="Dagster home and process logs, wiped at start (default %(default)s)",
@@ -103,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows fetched and printed in every output format (default %(default)s)",
     )
     query.set_defaults(func=_query)
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the sales dashboard (Streamlit) on 127.0.0.1, reading the lake through the "
+        "QueryEngine",
+    )
+    dashboard.add_argument("--port", type=int, default=8501, help="port (default %(default)s)")
+    dashboard.set_defaults(func=_dashboard)
     return parser
 
 
@@ -117,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sales-cdc {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI reports, the traceback is not for users
+        from sales_cdc.dashboard import DashboardError
         from sales_cdc.emulator.server import EmulatorError
 
-        if isinstance(exc, EmulatorError):
+        if isinstance(exc, EmulatorError | DashboardError):
             print(f"sales-cdc: {exc}", file=sys.stderr)
             return 1
         raise

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from sales_cdc.emulator.server import free_port
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import REPO_ROOT
 
@@ -94,14 +95,25 @@ def _tail(child: Child, lines: int = 30) -> str:
 class Demo:
     """The processes of the local demo, started in order and stopped in reverse."""
 
-    def __init__(self, emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> None:
+    def __init__(
+        self,
+        emulator_port: int,
+        ui_port: int,
+        state_dir: Path = DEMO_DIR,
+        dashboard_port: int = 8501,
+    ) -> None:
         self.emulator_port = emulator_port
         self.ui_port = ui_port
+        self.dashboard_port = dashboard_port
         self.children: list[Child] = []
         self.one_shots: list[Child] = []  # commands that end by themselves (first orders)
         self.endpoint = f"http://127.0.0.1:{emulator_port}"
         self.home = state_dir / "dagster_home"
         self.logs = state_dir / "logs"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -211,9 +223,14 @@ class Demo:
             ],
         )
         _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
+        if not _port_free(self.dashboard_port):  # the dashboard is optional: take a free port
+            self.dashboard_port = free_port()
+        dashboard = [python, "-m", "sales_cdc.cli", "dashboard", "--port", str(self.dashboard_port)]
+        _wait_http(f"{self.dashboard_url}/_stcore/health", 120, self.start("dashboard", dashboard))
         print(
             f"\nDagster UI: http://127.0.0.1:{self.ui_port}  (asset graph: "
             f"http://127.0.0.1:{self.ui_port}/asset-groups)\n"
+            f"Dashboard:  {self.dashboard_url}\n"
             f"Emulator:   {self.endpoint}  (export AWS_ENDPOINT_URL={self.endpoint})\n"
             "The generator schedule, landing sensor and crawler schedule are running.\n"
             "Press Ctrl-C to stop everything.\n",
@@ -267,9 +284,11 @@ class Demo:
         self.children.clear()
 
 
-def run_demo(emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> int:
+def run_demo(
+    emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR, dashboard_port: int = 8501
+) -> int:
     """Run the demo until Ctrl-C / SIGTERM; return the exit code."""
-    demo = Demo(emulator_port, ui_port, Path(state_dir).resolve())
+    demo = Demo(emulator_port, ui_port, Path(state_dir).resolve(), dashboard_port)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -51,6 +51,7 @@ ASSETS = {
     "athena/daily_sales_by_category": "analytics",
     "athena/daily_order_status": "analytics",
     "athena/hourly_revenue": "analytics",
+    "athena/daily_customer_behaviour": "analytics",
 }
 # Materialized by the landing sensor when Firehose writes error records: none in a healthy demo.
 ONLY_ON_ERRORS = {"s3/errors/orders_cdc"}

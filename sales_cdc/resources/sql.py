@@ -27,8 +27,9 @@ class SqlError(ValueError):
 
 
 def sql_names() -> list[str]:
-    """The names of every .sql file in sales_cdc/sql/ (without the suffix)."""
-    return sorted(path.stem for path in SQL_DIR.glob("*.sql"))
+    """The names of every query file in sales_cdc/sql/ (without the suffix); table definitions
+    (<table>.ddl.sql) are not queries and are left out."""
+    return sorted(path.stem for path in SQL_DIR.glob("*.sql") if not path.stem.endswith(".ddl"))
 
 
 def read_sql(name: str) -> str:

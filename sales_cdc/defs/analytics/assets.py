@@ -58,8 +58,14 @@ AGGREGATES: dict[str, str] = {
         "Sales orders, units, gross and net revenue per order day, hour of the day (UTC) and "
         "currency; cancelled and returned orders counted apart."
     ),
+    "daily_customer_behaviour": (
+        "Sales orders, units and net revenue per order day, customer country, channel, payment "
+        "method and currency, with the day's customers and repeat customers (more than one sale "
+        "that day)."
+    ),
 }
 SALES_TABLES = ("daily_sales_by_product", "daily_sales_by_category", "hourly_revenue")
+CUSTOMER_TABLE = "daily_customer_behaviour"
 AGGREGATE_KEYS = [dg.AssetKey(["athena", table]) for table in AGGREGATES]
 
 
@@ -85,6 +91,8 @@ class Refresh:
     cancelled_orders: int = 0
     returned_orders: int = 0
     net_revenue: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    customers: int = 0
+    repeat_customers: int = 0
     bytes_read: int = 0
     source_bytes_read: int = 0
     rows_written: int = 0
@@ -108,7 +116,10 @@ class Refresh:
         if len(self.days) > 1:
             metadata["first_day"] = dg.MetadataValue.text(self.days[0])
             metadata["last_day"] = dg.MetadataValue.text(self.days[-1])
-        if self.table in SALES_TABLES:
+        if self.table == CUSTOMER_TABLE:
+            metadata["customers"] = dg.MetadataValue.int(self.customers)
+            metadata["repeat_customers"] = dg.MetadataValue.int(self.repeat_customers)
+        if self.table in SALES_TABLES or self.table == CUSTOMER_TABLE:
             # Net revenue per currency: amounts in different currencies are never added up.
             metadata["net_revenue"] = dg.MetadataValue.json(
                 {ccy: str(amount) for ccy, amount in sorted(self.net_revenue.items())}
@@ -160,6 +171,10 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
             refresh.returned_orders += _int(row["returned_orders"])
             if "net_revenue" in row:
                 refresh.net_revenue[str(row["currency"])] += Decimal(str(row["net_revenue"]))
+        if table == CUSTOMER_TABLE and rows:
+            # Every row states the day's customers: count them once per day, not per currency.
+            refresh.customers += max(_int(r["max_day_customers"]) for r in rows)
+            refresh.repeat_customers += max(_int(r["max_day_repeat_customers"]) for r in rows)
     return refresh
 
 
@@ -204,5 +219,12 @@ daily_sales_by_category = _aggregate_asset(
 )
 daily_order_status = _aggregate_asset("daily_order_status", AGGREGATES["daily_order_status"])
 hourly_revenue = _aggregate_asset("hourly_revenue", AGGREGATES["hourly_revenue"])
+daily_customer_behaviour = _aggregate_asset(CUSTOMER_TABLE, AGGREGATES[CUSTOMER_TABLE])
 
-ASSETS = [daily_sales_by_product, daily_sales_by_category, daily_order_status, hourly_revenue]
+ASSETS = [
+    daily_sales_by_product,
+    daily_sales_by_category,
+    daily_order_status,
+    hourly_revenue,
+    daily_customer_behaviour,
+]

@@ -193,7 +193,7 @@ def sales(rows: list[dict], *keys: str) -> dict[tuple, tuple]:
 def test_every_aggregate_is_exact_on_hand_made_orders(lake: AwsResource) -> None:
     result = refresh(lake)
     assert result.success
-    assert all(checks(result).values()) and len(checks(result)) == 8
+    assert all(checks(result).values()) and len(checks(result)) == 10
 
     by_product = table(lake, "daily_sales_by_product")
     assert sales(by_product, "product_id", "currency") == {
@@ -309,7 +309,7 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
         },
     )
     assert result.success
-    assert all(checks(result).values()) and len(checks(result)) == 8
+    assert all(checks(result).values()) and len(checks(result)) == 10
     materialized = result.asset_materializations_for_node("athena__daily_sales_by_category")
     assert sorted(m.partition for m in materialized) == ["2026-02-28", DAY, NEXT_DAY]
     meta = metadata(result, "daily_sales_by_category")
@@ -381,3 +381,52 @@ def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
     monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(tmp_path))
     with pytest.raises(SettingsError, match=r"analytics.partitions_start='last year'.*YYYY-MM-DD"):
         assets._partitions_start()
+
+
+def test_customer_behaviour_is_exact_and_its_checks_can_fail(lake: AwsResource) -> None:
+    with dg.instance_for_test() as instance:
+        result = refresh(lake, instance=instance)
+        assert result.success
+        keys = ("customer_country", "channel", "payment_method", "currency")
+        measures = (
+            "orders",
+            "units",
+            "net_revenue",
+            "cancelled_orders",
+            "returned_orders",
+            "customers",
+            "day_customers",
+            "day_repeat_customers",
+        )
+        # every order of ORDERS is customer c-1's: one customer of the day, buying four times
+        assert {
+            tuple(r[k] for k in keys): tuple(r[m] for m in measures)
+            for r in table(lake, "daily_customer_behaviour")
+        } == {
+            ("GB", "WEB", "CARD", "USD"): (3, 6, D("43.47"), 1, 0, 1, 1, 1),
+            ("GB", "WEB", "CARD", "GBP"): (1, 1, D("7.25"), 0, 1, 1, 1, 1),
+        }
+        meta = metadata(result, "daily_customer_behaviour")
+        assert meta["net_revenue"] == {"GBP": "7.25", "USD": "43.47"}
+        assert (meta["customers"], meta["repeat_customers"], meta["rows"]) == (1, 1, 2)
+        assert refresh(lake, NEXT_DAY, instance=instance).success
+
+        # one row states other day figures, and its revenue no longer matches orders_current
+        _tamper(
+            lake,
+            "daily_customer_behaviour",
+            (
+                "SELECT customer_country, channel, payment_method, currency, orders, units, "
+                "CASE WHEN currency = 'USD' THEN net_revenue + 1 ELSE net_revenue END "
+                "AS net_revenue, cancelled_orders, returned_orders, customers, "
+                "CASE WHEN currency = 'USD' THEN 5 ELSE day_customers END AS day_customers, "
+                "day_repeat_customers, order_date "
+                f"FROM daily_customer_behaviour WHERE order_date = '{DAY}'"  # noqa: S608
+            ),
+        )
+        found = checks(
+            refresh(lake, None, selection=dg.AssetSelection.all_asset_checks(), instance=instance)
+        )
+    assert found[("daily_customer_behaviour", "matches_orders_current")] is False
+    assert found[("daily_customer_behaviour", "customers_add_up")] is False
+    assert found[("daily_sales_by_product", "matches_orders_current")] is True

@@ -51,7 +51,7 @@ def test_changed_days_become_partitions_and_are_refreshed_once() -> None:
         (request,) = result.run_requests  # one run for every changed day
         assert _range(request) == ("2025-01-02", "2026-03-05")
         assert list(request.asset_selection) == AGGREGATE_KEYS
-        assert len(request.asset_check_keys) == 8
+        assert len(request.asset_check_keys) == 10
         apply(instance, result)
         cursor = result.cursor
 
