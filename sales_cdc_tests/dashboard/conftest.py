@@ -86,9 +86,15 @@ def lake(emulator) -> AwsResource:
     land(aws, ORDERS_NEXT_DAY, hour="2026/03/02/09")
     catalog_raw_table(aws)
     project(aws)
+    # order_days is dynamic: the days exist as partitions once aggregates_sensor added them.
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("order_days", [DAY, NEXT_DAY])
     for day in (DAY, NEXT_DAY):
         result = dg.materialize(
-            [*ASSETS, *ASSET_CHECKS], resources=resources(aws), partition_key=day
+            [*ASSETS, *ASSET_CHECKS],
+            resources=resources(aws),
+            partition_key=day,
+            instance=instance,
         )
         assert result.success
         assert all(e.passed for e in result.get_asset_check_evaluations())

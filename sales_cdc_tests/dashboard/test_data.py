@@ -161,6 +161,7 @@ def test_dagster_state_reads_materializations_and_check_results(lake: AwsResourc
     with dg.instance_for_test() as instance:
         empty = dagster_state(instance)
         assert empty.available and set(empty.materialized.values()) == {None}
+        instance.add_dynamic_partitions("order_days", [DAY])
         assert {c["status"] for c in empty.checks} == {"not run yet"}
         assert dg.materialize(
             [*ASSETS, *ASSET_CHECKS], resources=resources(lake), partition_key=DAY,
