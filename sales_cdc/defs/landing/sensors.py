@@ -151,6 +151,29 @@ def landing_objects_sensor(
 
 
 LAKE_TAG = "sales_cdc/lake"
+PARTITIONS_PER_LOOKUP = 1000  # Glue BatchGetPartition's limit
+
+
+def needs_crawl(aws: AwsResource, partitions: set[str]) -> bool:
+    """Whether the raw table is missing, or lacks one of these folders (year=…/…/hour=…)."""
+    stack = aws.stack()
+    glue = aws.client("glue")
+    try:
+        glue.get_table(DatabaseName=stack.database, Name=stack.raw_table)
+    except glue.exceptions.EntityNotFoundException:
+        return True
+    values = [[part.split("=", 1)[1] for part in folder.split("/")] for folder in partitions]
+    values = sorted(v for v in values if v)
+    for start in range(0, len(values), PARTITIONS_PER_LOOKUP):
+        chunk = values[start : start + PARTITIONS_PER_LOOKUP]
+        found = glue.batch_get_partition(
+            DatabaseName=stack.database,
+            TableName=stack.raw_table,
+            PartitionsToGet=[{"Values": v} for v in chunk],
+        )
+        if found.get("UnprocessedKeys") or len(found.get("Partitions", [])) < len(chunk):
+            return True
+    return False
 
 
 def landing_run_requests(
@@ -159,8 +182,8 @@ def landing_run_requests(
     """A run of orders_current for new landing rows, unless one is already waiting to start.
 
     orders_current rebuilds from the whole log, so a run that has not started yet will read
-    this batch too: piling up more runs behind it would only repeat the same work. Until the
-    crawler has cataloged the raw table once, the run crawls first.
+    this batch too: piling up more runs behind it would only repeat the same work. When the
+    new objects landed in an hour partition the raw table does not list yet, the run crawls first.
     """
     if not summary.records:
         return []
@@ -173,13 +196,10 @@ def landing_run_requests(
     )
     if waiting:
         return []
-    stack = aws.stack()
-    glue = aws.client("glue")
-    try:
-        glue.get_table(DatabaseName=stack.database, Name=stack.raw_table)
-        selection = [ORDERS_CURRENT]
-    except glue.exceptions.EntityNotFoundException:
+    if needs_crawl(aws, summary.partitions):
         selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT]
+    else:
+        selection = [ORDERS_CURRENT]
     return [
         dg.RunRequest(
             run_key=f"landing-{raw_state['last_modified']}",

@@ -223,3 +223,31 @@ def test_cursor_catches_an_object_stamped_before_ones_already_recorded():
     put("raw/e.gz", t0 + timedelta(minutes=20))
     _, state = new_objects(FakeS3(), "bkt", "raw/", state, 500)
     assert set(state["keys"]) == {"raw/e.gz"}
+
+
+def test_a_new_hour_crawls_first_a_cataloged_hour_does_not(provisioned: AwsResource):
+    # The raw table is declared by provisioning: what decides a crawl is whether the hour
+    # partitions of the new objects are registered yet.
+    stack = provisioned.stack()
+    glue = provisioned.client("glue")
+    glue.create_partition(
+        DatabaseName=stack.database,
+        TableName=stack.raw_table,
+        PartitionInput={"Values": ["2026", "11", "21", "03"]},
+    )
+    with dg.instance_for_test() as instance:
+        _put_landing(
+            provisioned, "year=2026/month=11/day=21/hour=03", [_row("2026-11-21 03:00:00.000000")]
+        )
+        result = _tick(provisioned, instance, None)
+        [request] = result.run_requests
+        assert request.asset_selection == [dg.AssetKey(["athena", "orders_current"])]
+
+        _put_landing(
+            provisioned, "year=2026/month=11/day=21/hour=04", [_row("2026-11-21 04:00:00.000000")]
+        )
+        [request] = _tick(provisioned, instance, result.cursor).run_requests
+        assert request.asset_selection == [
+            dg.AssetKey(["glue", "orders_cdc"]),
+            dg.AssetKey(["athena", "orders_current"]),
+        ]
