@@ -412,8 +412,10 @@ class IcebergTables:
             return Committed(rows=0, files_written=0, bytes_written=0)
         with table.transaction() as transaction:
             producer = transaction.update_snapshot(snapshot_properties=properties or {})
-            with producer.overwrite(commit_uuid) if removed else producer.fast_append() as snapshot:
-                if not removed:
+            # A replace is an OVERWRITE snapshot even when the range held no files yet.
+            replace = where is not None
+            with producer.overwrite(commit_uuid) if replace else producer.fast_append() as snapshot:
+                if not replace:
                     snapshot.commit_uuid = commit_uuid
                 for data_file in removed:
                     snapshot.delete_data_file(data_file)

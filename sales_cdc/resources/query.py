@@ -393,6 +393,22 @@ class _QueryTimedOut(Exception):
         self.query_id = query_id
 
 
+PARTITION_LIMIT = 100  # Athena: one INSERT INTO adds at most 100 partitions.
+
+
+def _pins_one_value(where: str, column: str | None) -> bool:
+    """Whether `where` is `column = <literal>` (a write to one partition)."""
+    tree = sqlglot.parse_one(where, read="athena")
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    if not isinstance(tree, exp.EQ) or column is None:
+        return False
+    sides = [tree.this, tree.expression]
+    return any(isinstance(e, exp.Column) and e.name.lower() == column for e in sides) and any(
+        isinstance(e, exp.Literal) for e in sides
+    )
+
+
 def ddl_columns(ddl: str) -> list[str]:
     """The column names a CREATE TABLE statement declares, in order."""
     tree = sqlglot.parse_one(ddl, read="athena")
@@ -547,15 +563,52 @@ class AthenaQueryEngine(QueryEngine):
         select = select_sql.strip().rstrip(";")
         return f"INSERT INTO {name} ({columns}) SELECT {columns} FROM ({select}) AS src"
 
-    def replace_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:
-        """DELETE the rows in `where`, then INSERT the SELECT's (two Iceberg commits).
+    def _partition_column(self, name: str) -> str | None:
+        tree = sqlglot.parse_one(self.table_ddl(name), read="athena")
+        for prop in tree.find_all(exp.PartitionedByProperty):
+            return prop.this.expressions[0].name.lower()
+        return None
 
-        Athena runs one statement per query: no transaction spans both, so between the two a
-        reader sees the range empty (the embedded engine commits both in one snapshot).
+    def insert_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:
+        """INSERT INTO statements writing at most PARTITION_LIMIT partitions each.
+
+        Athena adds at most 100 partitions per INSERT INTO (Athena "Use CTAS and INSERT INTO to
+        work around the 100 partition limit"): unless `where` pins one partition, the SELECT's
+        partition values are listed first and inserted in batches.
+        """
+        column = self._partition_column(name)
+        single = where is not None and _pins_one_value(where, column)
+        if column is None or single:
+            return [self.insert_statement(name, select_sql)]
+        select = select_sql.strip().rstrip(";")
+        found = self._execute(f"SELECT DISTINCT {column} FROM ({select}) AS src")
+        rows = found.fetchall()
+        values = sorted(str(row[0]) for row in rows if row[0] is not None)
+        has_null = any(row[0] is None for row in rows)
+        batches = [values[i : i + PARTITION_LIMIT] for i in range(0, len(values), PARTITION_LIMIT)]
+        if len(batches) <= 1:
+            return [self.insert_statement(name, select_sql)]
+        statements = []
+        for i, batch in enumerate(batches):
+            predicate = f"{column} IN ({literal(batch)})"
+            if i == 0 and has_null:
+                predicate += f" OR {column} IS NULL"
+            statements.append(
+                self.insert_statement(name, f"SELECT * FROM ({select}) AS b WHERE {predicate}")
+            )
+        return statements
+
+    def replace_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:
+        """DELETE the rows in `where`, then INSERT the SELECT's (two Iceberg commits or more).
+
+        Athena runs one statement per query: no transaction spans them, so in between a reader
+        sees the range empty (the embedded engine commits both in one snapshot); a SELECT that
+        reads the table it replaces sees it after the DELETE.
         """
         # DELETE on Iceberg tables: Athena's "Update Iceberg table data" page.
+        inserts = self.insert_statements(name, select_sql, where)
         delete = f"DELETE FROM {name}" + (f" WHERE {where}" if where else "")
-        return [delete, self.insert_statement(name, select_sql)]
+        return [delete, *inserts]
 
     def merge_statement(
         self,
@@ -616,7 +669,7 @@ class AthenaQueryEngine(QueryEngine):
     ) -> WriteResult:
         self.ensure_table(name)
         select = self._prepare(select_sql, params)
-        return self._statements(name, [self.insert_statement(name, select)])
+        return self._statements(name, self.insert_statements(name, select, None))
 
     def maintenance_statements(
         self, name: str, *, older_than: dt.datetime, retain_last: int

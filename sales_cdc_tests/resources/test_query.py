@@ -129,6 +129,9 @@ class FakeCursor:
     def fetchone(self) -> tuple:
         return self.rows[0]
 
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
 
 @pytest.fixture
 def statements(athena: AthenaQueryEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -138,6 +141,8 @@ def statements(athena: AthenaQueryEngine, monkeypatch: pytest.MonkeyPatch) -> li
     def execute(self, sql: str) -> FakeCursor:
         sent.append(sql)
         rows = [(3 if "$files" in sql else 2,)] if sql.startswith("SELECT COUNT") else []
+        if sql.startswith("SELECT DISTINCT"):  # the partition values of a multi-day write
+            rows = [(f"2026-{1 + d // 28:02d}-{1 + d % 28:02d}",) for d in range(150)] + [(None,)]
         return FakeCursor(f"q-{len(sent)}", rowcount=5, data_scanned_in_bytes=100, rows=rows)
 
     monkeypatch.setattr(AthenaQueryEngine, "_execute", execute)
@@ -198,7 +203,26 @@ def test_replace_rows_is_delete_then_insert_of_the_table_columns(
     assert result.query_ids == ["q-2", "q-3"]  # the DDL ran first, once
     assert result.rows_written == 5 and result.bytes_scanned == 200
     athena.replace_rows("daily_order_status", "SELECT * FROM x", where=None)
-    assert statements[-2] == "DELETE FROM daily_order_status"
+    assert "DELETE FROM daily_order_status" in statements
+
+
+def test_a_write_to_many_days_inserts_at_most_100_partitions_each(
+    athena: AthenaQueryEngine, statements: list[str]
+) -> None:
+    # Athena "Use CTAS and INSERT INTO to work around the 100 partition limit".
+    athena.replace_rows("hourly_revenue", "SELECT * FROM staged", where=None)
+    ddl, distinct, delete, first, second = statements
+    assert distinct.startswith("SELECT DISTINCT order_date FROM (SELECT * FROM staged)")
+    assert delete == "DELETE FROM hourly_revenue"
+    for insert, days in ((first, 100), (second, 50)):
+        tree = athena_sql(insert)
+        (in_list,) = list(tree.find_all(sqlglot.exp.In))
+        assert len(in_list.expressions) == days
+    assert "OR order_date IS NULL" in first and "IS NULL" not in second
+    one_day = len(statements)
+    athena.replace_rows("hourly_revenue", "SELECT 1", where="order_date = '2026-03-01'")
+    # one partition: no listing of partition values (the DDL runs again: the fake creates nothing)
+    assert [s.split()[0] for s in statements[one_day + 1 :]] == ["DELETE", "INSERT"]
 
 
 def test_merge_rows_is_one_merge_into_limited_to_the_scope(
@@ -274,7 +298,7 @@ def test_write_table_never_uses_ctas_external_location(
         replace_partitions=[["2026-03-01"], ["2026-03-02"]],
     )
     assert not any("external_location" in s for s in statements)
-    assert statements[1] == (
+    assert statements[2] == (
         "DELETE FROM orders_current WHERE (order_date = '2026-03-01') OR "
         "(order_date = '2026-03-02')"
     )

@@ -269,6 +269,15 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     assert after == before
     assert {name: day_files(lake, name, NEXT_DAY) for name in AGGREGATES} == next_day_files
     assert table(lake, "daily_sales_by_product", NEXT_DAY)[0]["net_revenue"] == D("10.00")
+    # one commit per refreshed day, and no snapshot ever held a day half replaced
+    tables = IcebergTables(iceberg_catalog(lake), lake.stack().database)
+    history = tables.load("daily_sales_by_product")
+    operations = [s.summary.operation.value for s in history.snapshots()]
+    assert operations == ["append", "overwrite", "overwrite"]
+    for snapshot in history.snapshots()[1:]:
+        rows = history.scan(snapshot_id=snapshot.snapshot_id).to_arrow().to_pylist()
+        day_rows = [r for r in rows if r["order_date"] == DAY]
+        assert len(day_rows) == 3 and sum(r["net_revenue"] for r in day_rows) == D("50.72")
 
     # NEXT_DAY's only order is deleted: refreshing that day leaves it with no rows at all
     land(
