@@ -4,7 +4,10 @@ Starts `sales-cdc demo` on free ports (its own state directory), lets the pipeli
 writes probe orders straight into OrderTable at a steady pace while the demo's own generator keeps
 running. Each probe has a category of its own, so the moment it becomes visible is observable both
 in athena/orders_current (its order_id) and in athena/daily_sales_by_category (its category).
-Prints p50 / p95 / max of both latencies.
+Prints p50 / p95 / max of both latencies, and where the seconds go (medians over the probes):
+Firehose buffer (write -> object in S3), landing sensor (-> run requested), queue (-> run
+dequeued), process + code-location load (-> run started), the orders_current run (-> its
+materialization), then the same for the aggregates (aggregates_sensor, queue, load, run).
 
     .venv/bin/python benchmarks/demo_freshness.py --probes 12 --every 20
 """
@@ -60,6 +63,104 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+# DagsterEventType values (their historical names)
+RUN_EVENTS = {"PIPELINE_ENQUEUED": "RUN_ENQUEUED", "PIPELINE_STARTING": "RUN_STARTING",
+              "PIPELINE_START": "RUN_START"}  # fmt: skip
+
+
+def _run_times(instance, run_id: str) -> dict[str, float]:
+    """Timestamps of a run's life: created, enqueued, starting (dequeued), started."""
+    record = instance.get_run_records(filters=_runs_filter(run_id))[0]
+    times = {"created": record.create_timestamp.timestamp()}
+    for entry in instance.all_logs(run_id):
+        kind = entry.dagster_event.event_type_value if entry.dagster_event else None
+        if kind in RUN_EVENTS and RUN_EVENTS[kind] not in times:
+            times[RUN_EVENTS[kind]] = entry.timestamp
+    return times
+
+
+def _runs_filter(run_id: str):
+    import dagster as dg
+
+    return dg.RunsFilter(run_ids=[run_id])
+
+
+def _landed_at(aws, order_ids: set[str]) -> dict[str, float]:
+    """When the object holding each probe's INSERT appeared in raw/ (its LastModified)."""
+    import gzip
+
+    s3, stack = aws.client("s3"), aws.stack()
+    found: dict[str, float] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.bucket, Prefix=stack.raw_prefix
+    ):
+        for item in page.get("Contents", []):
+            body = gzip.decompress(
+                s3.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read()
+            )
+            for order_id in order_ids - set(found):
+                if order_id.encode() in body:
+                    found[order_id] = item["LastModified"].timestamp()
+    return found
+
+
+def _first_materialization_after(instance, key: list[str], after: float):
+    import dagster as dg
+
+    for record in instance.fetch_materializations(
+        dg.AssetKey(key), limit=1000, ascending=True
+    ).records:
+        if record.timestamp >= after:
+            return record
+    return None
+
+
+def breakdown(instance, aws, written: dict[str, float]) -> None:
+    """Median seconds of each stage between a probe's write and its aggregate."""
+    landed = _landed_at(aws, set(written))
+    stages: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        stages.setdefault(name, []).append(max(0.0, value))
+
+    for order_id, wrote in written.items():
+        if order_id not in landed:
+            continue
+        add("1 Firehose buffer (write -> S3 object)", landed[order_id] - wrote)
+        current = _first_materialization_after(
+            instance, ["athena", "orders_current"], landed[order_id]
+        )
+        if current is None:
+            continue
+        run = _run_times(instance, current.run_id)
+        add("2 landing sensor (-> run requested)", run["created"] - landed[order_id])
+        add("3 queue (-> run dequeued)", run.get("RUN_STARTING", run["created"]) - run["created"])
+        add(
+            "4 process + code-location load",
+            run.get("RUN_START", run["created"]) - run.get("RUN_STARTING", run["created"]),
+        )
+        add("5 orders_current run", current.timestamp - run.get("RUN_START", run["created"]))
+        aggregate = _first_materialization_after(
+            instance, ["athena", "daily_sales_by_category"], current.timestamp
+        )
+        if aggregate is None:
+            continue
+        run = _run_times(instance, aggregate.run_id)
+        add("6 aggregates_sensor (-> run requested)", run["created"] - current.timestamp)
+        add("7 queue (-> run dequeued)", run.get("RUN_STARTING", run["created"]) - run["created"])
+        add(
+            "8 process + code-location load",
+            run.get("RUN_START", run["created"]) - run.get("RUN_STARTING", run["created"]),
+        )
+        add("9 aggregate run", aggregate.timestamp - run.get("RUN_START", run["created"]))
+    print("where the seconds go (median over probes, seconds):")
+    for name in sorted(stages):
+        values = stages[name]
+        print(
+            f"  {name[2:]:<42} {statistics.median(values):6.1f}  (max {max(values):.1f}, n={len(values)})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--probes", type=int, default=12)
@@ -98,6 +199,7 @@ def main() -> None:
         rng, fake = random.Random(7), Faker()
         fake.seed_instance(7)
         written: dict[str, tuple[float, str]] = {}  # order_id -> (write time, category)
+        wall: dict[str, float] = {}  # order_id -> epoch seconds of the write
         seen_current: dict[str, float] = {}
         seen_aggregate: dict[str, float] = {}
         next_probe = time.monotonic()
@@ -109,6 +211,7 @@ def main() -> None:
                 order["category"] = f"Probe {len(written):03d}"
                 ddb.put_item(TableName=table, Item=to_item(order))
                 written[order["orderId"]] = (time.monotonic(), order["category"])
+                wall[order["orderId"]] = time.time()
                 last_write = time.monotonic()
                 next_probe = now + args.every
             pending_current = [o for o in written if o not in seen_current]
@@ -146,6 +249,10 @@ def main() -> None:
                 f"p50 {statistics.median(latencies):.1f} s, p95 {_percentile(latencies, 0.95):.1f} s, "
                 f"max {max(latencies):.1f} s"
             )
+        import dagster as dg
+
+        with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
+            breakdown(instance, aws, wall)
     finally:
         os.killpg(demo.pid, signal.SIGTERM)
         try:

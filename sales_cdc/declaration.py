@@ -85,6 +85,7 @@ class LakeSection(Section):
     bucket: str
     raw_prefix: str
     errors_prefix: str
+    errors_archive_prefix: str
     curated_prefix: str
     athena_results_prefix: str
 
@@ -128,6 +129,7 @@ class LandingSection(Section):
 
 class AnalyticsSection(Section):
     partitions_start: dt.date
+    sensor_interval_seconds: int = Field(default=30, ge=1)
 
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
 
@@ -138,6 +140,18 @@ class RuntimeSection(Section):
 
 class TeardownSection(Section):
     require_confirmation: bool
+
+
+class GeneratorSection(Section):
+    history_days: int = Field(ge=0)
+    history_orders_per_day: int = Field(ge=0)
+
+
+class MaintenanceSection(Section):
+    cron: str
+    running: bool
+    snapshot_retention_hours: int = Field(ge=1)
+    retain_last_snapshots: int = Field(ge=1)
 
 
 class StackDeclaration(Section):
@@ -158,6 +172,8 @@ class StackDeclaration(Section):
     analytics: AnalyticsSection
     runtime: RuntimeSection
     teardown: TeardownSection
+    maintenance: MaintenanceSection
+    generator: GeneratorSection
 
 
 # -- loading -----------------------------------------------------------------------------------

@@ -21,10 +21,14 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from sales_cdc.emulator.server import free_port
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / ".demo"
+# Freshness settings of the demo's Dagster instance: queued runs are picked up every second
+# (default 5 s), and the sensors are evaluated side by side (the landing sensor does not wait
+# behind aggregates_sensor).
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -33,9 +37,16 @@ run_coordinator:
   class: QueuedRunCoordinator
   config:
     max_concurrent_runs: 4
+    dequeue_interval_seconds: 1
     tag_concurrency_limits:
       - key: "sales_cdc/lake"
         limit: 1
+sensors:
+  use_threads: true
+  num_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
 """
 
 
@@ -84,13 +95,25 @@ def _tail(child: Child, lines: int = 30) -> str:
 class Demo:
     """The processes of the local demo, started in order and stopped in reverse."""
 
-    def __init__(self, emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> None:
+    def __init__(
+        self,
+        emulator_port: int,
+        ui_port: int,
+        state_dir: Path = DEMO_DIR,
+        dashboard_port: int = 8501,
+    ) -> None:
         self.emulator_port = emulator_port
         self.ui_port = ui_port
+        self.dashboard_port = dashboard_port
         self.children: list[Child] = []
+        self.one_shots: list[Child] = []  # commands that end by themselves (first orders)
         self.endpoint = f"http://127.0.0.1:{emulator_port}"
         self.home = state_dir / "dagster_home"
         self.logs = state_dir / "logs"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -177,6 +200,15 @@ class Demo:
         self.children.remove(provision)
 
         self.start("runtime", [python, "-m", "sales_cdc.cli", "runtime"])
+        # Data in the first minute: the generator's first run (with its history on an empty
+        # table) starts now, as a user would start it, instead of at the schedule's first tick.
+        first = self.start(
+            "first-orders",
+            [dagster, "asset", "materialize", "-m", "sales_cdc.definitions",
+             "--select", "dynamodb/orders"],
+        )  # fmt: skip
+        self.children.remove(first)
+        self.one_shots.append(first)
         ui = self.start(
             "dagster",
             [
@@ -191,9 +223,14 @@ class Demo:
             ],
         )
         _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
+        if not _port_free(self.dashboard_port):  # the dashboard is optional: take a free port
+            self.dashboard_port = free_port()
+        dashboard = [python, "-m", "sales_cdc.cli", "dashboard", "--port", str(self.dashboard_port)]
+        _wait_http(f"{self.dashboard_url}/_stcore/health", 120, self.start("dashboard", dashboard))
         print(
             f"\nDagster UI: http://127.0.0.1:{self.ui_port}  (asset graph: "
             f"http://127.0.0.1:{self.ui_port}/asset-groups)\n"
+            f"Dashboard:  {self.dashboard_url}\n"
             f"Emulator:   {self.endpoint}  (export AWS_ENDPOINT_URL={self.endpoint})\n"
             "The generator schedule, landing sensor and crawler schedule are running.\n"
             "Press Ctrl-C to stop everything.\n",
@@ -203,6 +240,14 @@ class Demo:
 
     def supervise(self) -> int:
         while True:
+            for child in list(self.one_shots):
+                code = child.process.poll()
+                if code is not None:
+                    self.one_shots.remove(child)
+                    child.log.close()
+                    if code:
+                        print(f"\n{child.name} failed (code {code}):\n{_tail(child)}",
+                              file=sys.stderr, flush=True)  # fmt: skip
             for child in self.children:
                 if child.process.poll() is not None:
                     print(
@@ -214,6 +259,17 @@ class Demo:
 
     def stop(self) -> None:
         """Stop the children one by one, newest first: the emulator outlives its clients."""
+        for child in self.one_shots:
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.process.pid, signal.SIGTERM)
+                try:
+                    child.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                    child.process.wait()
+            child.log.close()
+        self.one_shots.clear()
         for child in reversed(self.children):
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -228,9 +284,11 @@ class Demo:
         self.children.clear()
 
 
-def run_demo(emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR) -> int:
+def run_demo(
+    emulator_port: int, ui_port: int, state_dir: Path = DEMO_DIR, dashboard_port: int = 8501
+) -> int:
     """Run the demo until Ctrl-C / SIGTERM; return the exit code."""
-    demo = Demo(emulator_port, ui_port, Path(state_dir).resolve())
+    demo = Demo(emulator_port, ui_port, Path(state_dir).resolve(), dashboard_port)
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -1,12 +1,15 @@
 """The embedded Glue crawler: catalogs landed JSON objects through the Glue API, as Glue would.
 
 It reads the crawler's own configuration (S3 targets, database, table prefix, schema change policy,
-partition behaviour) from `glue.get_crawler`, lists the objects under each S3 target, infers the
-schema of the objects it has not read before with pyarrow's JSON reader, maps the Arrow types to the
-Hive types the Glue JSON classifier produces, and writes the table and its partitions with the Glue
-API. Re-runs are incremental: the crawl state (a LastModified watermark, the keys seen near it and
-the schema inferred so far) is kept as a parameter of the table it describes, so deleting the table
-means a full crawl next time.
+CrawlerOutput table and partition behaviour) from `glue.get_crawler`, lists the objects under each S3
+target, infers the schema of the objects it has not read before (pyarrow's JSON reader, or line by
+line through sales_cdc.landing_format when an object's values disagree: conflicting types become
+string), types it as the Glue JSON classifier does (sales_cdc.hive_types), and writes the table and
+its partitions with the Glue API. With "Add new columns only" (MergeNewColumns) a table's existing
+columns keep their declared types; only new columns and partitions are added. An object that is not
+GZIP or JSON lines at all is skipped and reported by key, never fatal. Re-runs are incremental: the
+crawl state (a LastModified watermark, the keys seen near it and the schema inferred so far) is kept
+as a parameter of the table it describes, so deleting the table means a full crawl next time.
 
 The crawler's run state is kept in the Glue API as well: a crawl calls `start_crawler` first (so a
 second crawl at the same time waits, exactly like a busy Glue crawler) and ends the emulator's crawl
@@ -17,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-import gzip
 import io
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +35,24 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from sales_cdc.hive_types import (
+    GlueType,
+    SchemaChange,
+    from_arrow,
+    merge_columns,
+    of_value,
+    parse,
+    render,
+)
+from sales_cdc.landing_format import (
+    GZIP_MAGIC,
+    INPUT_FORMAT,
+    JSON_SERDE,
+    OUTPUT_FORMAT,
+    UnreadableObject,
+    decompress,
+    read_json_lines,
+)
 from sales_cdc.resources.lake_catalog import as_table_input
 
 log = logging.getLogger(__name__)
@@ -44,183 +64,6 @@ STATE_VERSION = 1
 LOOKBACK = timedelta(minutes=15)
 PARTITION_BATCH = 100
 READ_THREADS = 8
-
-INPUT_FORMAT = "org.apache.hadoop.mapred.TextInputFormat"
-OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
-JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
-
-# -- Glue (Hive) types -------------------------------------------------------------------------
-# A type is a primitive name ("bigint", "double", "decimal(10,2)", "null", ...) or a tuple:
-# ("array", element), ("map", key, value), ("struct", ((name, type), ...)).
-GlueType = str | tuple
-
-INTEGER_RANK = {"tinyint": 0, "smallint": 1, "int": 2, "bigint": 3}
-FLOATING = ("float", "double")
-
-
-def from_arrow(arrow_type: pa.DataType) -> GlueType:
-    """The type the Glue JSON classifier gives a column that Arrow inferred as `arrow_type`."""
-    t = pa.types
-    if t.is_null(arrow_type):
-        return "null"
-    if t.is_boolean(arrow_type):
-        return "boolean"
-    if t.is_integer(arrow_type):
-        return "bigint"
-    if t.is_floating(arrow_type):
-        return "double"
-    if t.is_decimal(arrow_type):
-        return f"decimal({arrow_type.precision},{arrow_type.scale})"
-    if t.is_list(arrow_type) or t.is_large_list(arrow_type):
-        return ("array", from_arrow(arrow_type.value_type))
-    if t.is_map(arrow_type):
-        return ("map", from_arrow(arrow_type.key_type), from_arrow(arrow_type.item_type))
-    if t.is_struct(arrow_type):
-        fields: list[tuple[str, GlueType]] = []
-        for child in arrow_type:
-            fields = _merge_fields(fields, [(child.name.lower(), from_arrow(child.type))])[0]
-        return ("struct", tuple(fields))
-    # Strings, and what Arrow reads out of strings (timestamps, dates): the JSON SerDe reads
-    # them as strings and Glue classifies them as string.
-    return "string"
-
-
-def render(glue_type: GlueType, null_as: str = "string") -> str:
-    """Hive type text; a column that only ever held null is declared `null_as`."""
-    if isinstance(glue_type, str):
-        return null_as if glue_type == "null" else glue_type
-    kind = glue_type[0]
-    if kind == "array":
-        return f"array<{render(glue_type[1], null_as)}>"
-    if kind == "map":
-        return f"map<{render(glue_type[1], null_as)},{render(glue_type[2], null_as)}>"
-    inner = ",".join(f"{name}:{render(child, null_as)}" for name, child in glue_type[1])
-    return f"struct<{inner}>"
-
-
-def parse_type(text: str) -> GlueType:
-    """The type of a Hive type text such as `struct<a:bigint,b:array<string>>`."""
-    parsed, end = _parse_type(text.replace(" ", ""), 0)
-    if end != len(text.replace(" ", "")):
-        raise ValueError(f"Unexpected text after position {end} in Hive type {text!r}")
-    return parsed
-
-
-def _parse_type(text: str, pos: int) -> tuple[GlueType, int]:
-    match = re.compile(r"[A-Za-z0-9_]+").match(text, pos)
-    if not match:
-        raise ValueError(f"Expected a type name at position {pos} in Hive type {text!r}")
-    name, pos = match.group(0).lower(), match.end()
-    if name == "array":
-        element, pos = _parse_type(text, _expect(text, pos, "<"))
-        return ("array", element), _expect(text, pos, ">")
-    if name == "map":
-        key, pos = _parse_type(text, _expect(text, pos, "<"))
-        value, pos = _parse_type(text, _expect(text, pos, ","))
-        return ("map", key, value), _expect(text, pos, ">")
-    if name == "struct":
-        pos = _expect(text, pos, "<")
-        fields: list[tuple[str, GlueType]] = []
-        while text[pos : pos + 1] != ">":
-            colon = text.index(":", pos)
-            field_name = text[pos:colon].lower()
-            child, pos = _parse_type(text, colon + 1)
-            fields.append((field_name, child))
-            if text[pos : pos + 1] == ",":
-                pos += 1
-        return ("struct", tuple(fields)), pos + 1
-    if text[pos : pos + 1] == "(":
-        close = text.index(")", pos)
-        return name + text[pos : close + 1], close + 1
-    return name, pos
-
-
-def _expect(text: str, pos: int, char: str) -> int:
-    if text[pos : pos + 1] != char:
-        raise ValueError(f"Expected {char!r} at position {pos} in Hive type {text!r}")
-    return pos + 1
-
-
-def _decimal(glue_type: GlueType) -> tuple[int, int] | None:
-    if isinstance(glue_type, str):
-        match = re.fullmatch(r"decimal\((\d+),(\d+)\)", glue_type)
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    return None
-
-
-def widen(current: GlueType, new: GlueType) -> GlueType:
-    """The narrowest type holding both: int -> bigint -> double; anything conflicting -> string."""
-    if current == new:
-        return current
-    if current == "null":
-        return new
-    if new == "null":
-        return current
-    if isinstance(current, str) and isinstance(new, str):
-        if current in INTEGER_RANK and new in INTEGER_RANK:
-            return max(current, new, key=INTEGER_RANK.__getitem__)
-        numeric = INTEGER_RANK.keys() | set(FLOATING)
-        if current in numeric and new in numeric:
-            return "double"
-        dec_current, dec_new = _decimal(current), _decimal(new)
-        if dec_current and dec_new:
-            scale = max(dec_current[1], dec_new[1])
-            digits = max(dec_current[0] - dec_current[1], dec_new[0] - dec_new[1])
-            return f"decimal({min(38, digits + scale)},{scale})"
-        if (dec_current and new in INTEGER_RANK) or (dec_new and current in INTEGER_RANK):
-            return current if dec_current else new
-        if (dec_current and new in FLOATING) or (dec_new and current in FLOATING):
-            return "double"
-        return "string"
-    if isinstance(current, tuple) and isinstance(new, tuple) and current[0] == new[0]:
-        if current[0] == "array":
-            return ("array", widen(current[1], new[1]))
-        if current[0] == "map":
-            return ("map", widen(current[1], new[1]), widen(current[2], new[2]))
-        return ("struct", tuple(_merge_fields(list(current[1]), list(new[1]))[0]))
-    return "string"
-
-
-@dataclass
-class SchemaChange:
-    """What merging new columns into a schema changed."""
-
-    added: list[str] = field(default_factory=list)
-    widened: list[tuple[str, str, str]] = field(default_factory=list)  # name, before, after
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.widened)
-
-
-def _merge_fields(
-    current: list[tuple[str, GlueType]], new: Iterable[tuple[str, GlueType]]
-) -> tuple[list[tuple[str, GlueType]], SchemaChange]:
-    """Columns of `current` (none dropped, order kept), widened by `new`, new ones appended."""
-    merged = list(current)
-    index = {name: i for i, (name, _) in enumerate(merged)}
-    change = SchemaChange()
-    for name, new_type in new:
-        if name not in index:
-            index[name] = len(merged)
-            merged.append((name, new_type))
-            change.added.append(name)
-            continue
-        before = merged[index[name]][1]
-        after = widen(before, new_type)
-        if after != before:
-            merged[index[name]] = (name, after)
-            if before != "null":
-                change.widened.append((name, render(before), render(after)))
-    return merged, change
-
-
-def merge_schema(
-    current: list[tuple[str, GlueType]], new: Iterable[tuple[str, GlueType]]
-) -> tuple[list[tuple[str, GlueType]], SchemaChange]:
-    """UPDATE_IN_DATABASE: new columns appended, none dropped, conflicting types widened."""
-    return _merge_fields(current, new)
 
 
 # -- reading objects ---------------------------------------------------------------------------
@@ -234,40 +77,35 @@ class ObjectSchema:
     records: int
     malformed_lines: int
     gzip: bool
+    unreadable: str | None = None  # why the object was set aside (not GZIP/JSON lines at all)
 
 
 def infer_object_schema(data: bytes) -> ObjectSchema:
-    """The columns of one JSON-lines object (GZIP or plain), inferred by pyarrow's JSON reader."""
-    compressed = data[:2] == b"\x1f\x8b"
+    """The columns of one JSON-lines object (GZIP or plain), as the Glue JSON classifier types them.
+
+    pyarrow's JSON reader infers a well-formed object in one go; an object with a malformed line
+    or with values whose types conflict (a list mixing strings and numbers, a column that is a
+    number here and a string there) is read line by line instead, conflicting types becoming
+    string. An object that is not GZIP or JSON lines at all comes back `unreadable`.
+    """
+    compressed = data[:2] == GZIP_MAGIC
     try:
-        text = gzip.decompress(data) if compressed else data
-    except (OSError, EOFError):  # truncated or corrupt: like Glue, log it and crawl the rest
-        return ObjectSchema([], 0, 1, compressed)
+        text = decompress(data)
+    except UnreadableObject as exc:
+        return ObjectSchema([], 0, 0, compressed, str(exc))
     try:
         columns, records = _read_json(text)
         return ObjectSchema(columns, records, 0, compressed)
     except pa.ArrowInvalid:
         pass
-    # A malformed line, or a value whose type conflicts within the object: keep the lines that are
-    # JSON objects, and let Arrow infer each one when they do not agree as a whole.
-    lines = [line for line in text.splitlines() if line.strip()]
-    good: list[bytes] = []
-    for line in lines:
-        try:
-            if isinstance(json.loads(line), dict):
-                good.append(line)
-        except ValueError:
-            pass
-    malformed = len(lines) - len(good)
-    try:
-        columns, records = _read_json(b"\n".join(good))
-    except pa.ArrowInvalid:
-        columns, records = [], 0
-        for line in good:
-            line_columns, _ = _read_json(line)
-            columns = merge_schema(columns, line_columns)[0]
-            records += 1
-    return ObjectSchema(columns, records, malformed, compressed)
+    lines = read_json_lines(text)
+    if not lines.is_json_lines:
+        reason = f"none of its {lines.malformed_lines} line(s) is a JSON object"
+        return ObjectSchema([], 0, lines.malformed_lines, compressed, reason)
+    columns: list[tuple[str, GlueType]] = []
+    for row in lines.rows:
+        columns = merge_columns(columns, [(str(k).lower(), of_value(v)) for k, v in row.items()])[0]
+    return ObjectSchema(columns, len(lines.rows), lines.malformed_lines, compressed)
 
 
 def _read_json(text: bytes) -> tuple[list[tuple[str, GlueType]], int]:
@@ -279,9 +117,9 @@ def _read_json(text: bytes) -> tuple[list[tuple[str, GlueType]], int]:
     columns: list[tuple[str, GlueType]] = []
     for arrow_field in table.schema:
         # Glue column names are lower case; keys differing only in case become one column.
-        columns = merge_schema(columns, [(arrow_field.name.lower(), from_arrow(arrow_field.type))])[
-            0
-        ]
+        columns = merge_columns(
+            columns, [(arrow_field.name.lower(), from_arrow(arrow_field.type))]
+        )[0]
     return columns, table.num_rows
 
 
@@ -314,6 +152,7 @@ class TableCrawl:
     records_read: int
     malformed_lines: int
     objects_skipped: int
+    unreadable_objects: list[str] = field(default_factory=list)  # keys set aside, not cataloged
 
 
 @dataclass
@@ -352,7 +191,7 @@ class _State:
             return cls(
                 watermark=datetime.fromisoformat(doc["watermark"]) if doc["watermark"] else None,
                 recent_keys=set(doc["recent_keys"]),
-                schema=[(name, parse_type(text)) for name, text in doc["schema"]],
+                schema=[(name, parse(text)) for name, text in doc["schema"]],
                 records=int(doc.get("records", 0)),
             )
         except (ValueError, KeyError, TypeError):
@@ -447,7 +286,7 @@ class EmbeddedCrawler:
         except self.glue.exceptions.EntityNotFoundException:
             raise CrawlerError(
                 f"Glue crawler {self.crawler_name} does not exist. Provision the stack first "
-                "(Dagster job provision_infrastructure, or `sales-cdc provision`)."
+                "(Dagster job provision_infrastructure)."
             ) from None
         targets = (crawler.get("Targets") or {}).get("S3Targets") or []
         if not targets:
@@ -502,6 +341,10 @@ class EmbeddedCrawler:
         inherit = (configuration.get("CrawlerOutput") or {}).get("Partitions", {}).get(
             "AddOrUpdateBehavior"
         ) == "InheritFromTable"
+        # "Add new columns only": new columns are added, existing ones keep their declared type.
+        add_only = (configuration.get("CrawlerOutput") or {}).get("Tables", {}).get(
+            "AddOrUpdateBehavior"
+        ) == "MergeNewColumns"
 
         try:
             table = self.glue.get_table(DatabaseName=database, Name=table_name)["Table"]
@@ -534,14 +377,20 @@ class EmbeddedCrawler:
 
         new_objects = [obj for obj in matching if state.is_new(obj) and obj.size > 0]
         objects_read, bytes_read, records, malformed, compressed = 0, 0, 0, 0, None
-        for _, data in self._fetch(bucket, new_objects):
+        unreadable: list[str] = []
+        for key, data in self._fetch(bucket, new_objects):
             inferred = infer_object_schema(data)
-            state.schema = merge_schema(state.schema, inferred.columns)[0]
+            if inferred.unreadable:
+                # Like Glue: an object it cannot classify is logged and left out, the crawl goes on.
+                self.log.warning(f"Skipped s3://{bucket}/{key}: {inferred.unreadable}")
+                unreadable.append(key)
+            else:
+                compressed = inferred.gzip if compressed is None else compressed
+            state.schema = merge_columns(state.schema, inferred.columns)[0]
             objects_read += 1
             bytes_read += len(data)
             records += inferred.records
             malformed += inferred.malformed_lines
-            compressed = inferred.gzip if compressed is None else compressed
         state.records += records
         if listed:
             newest = max(obj.last_modified for obj in listed)
@@ -552,10 +401,10 @@ class EmbeddedCrawler:
 
         # The table: created from the crawled schema, or merged with it (UPDATE_IN_DATABASE).
         current = [
-            (col["Name"], parse_type(col["Type"]))
+            (col["Name"], parse(col["Type"]))
             for col in ((table or {}).get("StorageDescriptor") or {}).get("Columns") or []
         ]
-        merged, change = merge_schema(current, state.schema)
+        merged, change = merge_columns(current, state.schema, add_only=add_only)
         pending: list[str] = []
         if table is not None and not update_in_database and change.changed:
             pending = [f"add {name}" for name in change.added] + [
@@ -603,6 +452,7 @@ class EmbeddedCrawler:
             records_read=records,
             malformed_lines=malformed,
             objects_skipped=len(skipped),
+            unreadable_objects=unreadable,
         )
 
     def _fetch(self, bucket: str, objects: list[_Listed]) -> Iterator[tuple[str, bytes]]:

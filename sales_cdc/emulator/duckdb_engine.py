@@ -19,11 +19,11 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
+import functools
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import duckdb
@@ -33,11 +33,24 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import sqlglot
+from pyiceberg import expressions as ice
 from sqlglot import exp
+
+from sales_cdc import hive_types
+from sales_cdc.emulator.iceberg import (
+    Committed,
+    IcebergError,
+    IcebergTables,
+    Maintained,
+    ObjectStore,
+    parse_ddl,
+    parse_predicate,
+    to_row_filter,
+)
+from sales_cdc.landing_format import GZIP_MAGIC, UnreadableObject, read_json_lines
 
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
-GZIP_MAGIC = b"\x1f\x8b"
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
@@ -58,60 +71,12 @@ class Catalog(Protocol):
 
 
 # -- Hive <-> Arrow types -------------------------------------------------------------------
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, start = [], 0, 0
-    for i, char in enumerate(text):
-        if char in "<(":
-            depth += 1
-        elif char in ">)":
-            depth -= 1
-        elif char == "," and depth == 0:
-            parts.append(text[start:i].strip())
-            start = i + 1
-    parts.append(text[start:].strip())
-    return [p for p in parts if p]
-
-
-_SIMPLE_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "varchar": pa.string(),
-    "char": pa.string(),
-    "bigint": pa.int64(),
-    "int": pa.int32(),
-    "integer": pa.int32(),
-    "smallint": pa.int16(),
-    "tinyint": pa.int8(),
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "boolean": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us"),
-    "binary": pa.binary(),
-}
-
-
 def hive_to_arrow(hive_type: str) -> pa.DataType:
-    """The Arrow type of a Glue/Hive column type (string, bigint, decimal(18,2), struct<...>…)."""
-    text = hive_type.strip().lower()
-    base = re.split(r"[<(]", text, maxsplit=1)[0].strip()
-    if base in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[base]
-    if base == "decimal":
-        match = re.match(r"decimal\((\d+)\s*,\s*(\d+)\)", text)
-        precision, scale = (int(match.group(1)), int(match.group(2))) if match else (10, 0)
-        return pa.decimal128(precision, scale)
-    if base == "array":
-        return pa.list_(hive_to_arrow(text[len("array<") : -1]))
-    if base == "map":
-        key, value = _split_top_level(text[len("map<") : -1])
-        return pa.map_(hive_to_arrow(key), hive_to_arrow(value))
-    if base == "struct":
-        fields = []
-        for part in _split_top_level(text[len("struct<") : -1]):
-            name, _, inner = part.partition(":")
-            fields.append(pa.field(name.strip(), hive_to_arrow(inner)))
-        return pa.struct(fields)
-    raise EngineError(f"Hive type {hive_type!r} is not supported by the embedded engine.")
+    """The Arrow type of a Glue/Hive column type (string, bigint, decimal(38,6), struct<...>…)."""
+    try:
+        return hive_types.hive_to_arrow(hive_type)
+    except hive_types.HiveTypeError as exc:
+        raise EngineError(f"The embedded engine cannot read column type: {exc}") from None
 
 
 def _json_text(value: Any) -> str:
@@ -125,13 +90,32 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_WIDE = decimal.Context(prec=80)  # room for 38 digits and any scale while rounding
+
+
 def _coerce(value: Any, data_type: pa.DataType) -> Any:
     """A parsed JSON value as a Python value of `data_type`; ValueError when it has none."""
     if value is None:
         return None
     if pa.types.is_string(data_type):
         return _json_text(value)
-    if isinstance(value, dict | list) and not pa.types.is_nested(data_type):
+    if pa.types.is_list(data_type) or pa.types.is_large_list(data_type):
+        if not isinstance(value, list):
+            raise ValueError("not a JSON array")
+        return [_value(item, data_type.value_type) for item in value]  # element by element
+    if pa.types.is_struct(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        members = {str(k).lower(): v for k, v in value.items()}
+        return {f.name: _value(members.get(f.name.lower()), f.type) for f in data_type}
+    if pa.types.is_map(data_type):
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return [
+            (_value(k, data_type.key_type), _value(v, data_type.item_type))
+            for k, v in value.items()
+        ]
+    if isinstance(value, dict | list):
         raise ValueError("a nested value in a primitive column")
     if pa.types.is_boolean(data_type):
         text = _json_text(value).lower()
@@ -148,7 +132,10 @@ def _coerce(value: Any, data_type: pa.DataType) -> Any:
     if pa.types.is_floating(data_type):
         return float(_json_text(value))
     if pa.types.is_decimal(data_type):
-        return decimal.Decimal(_json_text(value).strip())
+        # Hive's decimal: rounded half up to the column's scale; out of precision -> NULL.
+        number = decimal.Decimal(_json_text(value).strip())
+        exponent = decimal.Decimal(1).scaleb(-data_type.scale)
+        return number.quantize(exponent, rounding=decimal.ROUND_HALF_UP, context=_WIDE)
     return pa.array([value]).cast(data_type)[0].as_py()
 
 
@@ -163,24 +150,17 @@ def _value(value: Any, data_type: pa.DataType) -> Any:
 
 
 def json_lines_as_table(data: bytes, schema: pa.Schema) -> pa.Table:
-    """JSON lines read the way the OpenX JSON SerDe reads them (`ignore.malformed.json`).
+    """JSON lines (GZIP or plain) read the way the OpenX JSON SerDe reads them.
 
     Field names match columns case-insensitively, a value of another type than its column's is
     converted when it can be (a number in a string column keeps its literal, "12.5" in a double
-    column is 12.5) and is NULL otherwise, and a line that is not a JSON object is a row of NULLs,
-    which the SQL of every table skips (no event_id, no order_id).
+    column is 12.5) and is NULL otherwise, and a line that is not a JSON object is a row of NULLs
+    (`ignore.malformed.json`), which the SQL of every table skips (no event_id, no order_id).
+    Raises landing_format.UnreadableObject for a broken GZIP stream.
     """
-    rows: list[dict[str, Any]] = []
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            parsed = json.loads(line, parse_float=decimal.Decimal)
-        except ValueError:
-            parsed = None
-        rows.append(
-            {str(k).lower(): v for k, v in parsed.items()} if isinstance(parsed, dict) else {}
-        )
+    lines = read_json_lines(data)
+    rows = [{str(k).lower(): v for k, v in row.items()} for row in lines.rows]
+    rows += [{}] * lines.malformed_lines
     columns = [pa.array([_value(row.get(f.name), f.type) for row in rows], f.type) for f in schema]
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -231,7 +211,6 @@ class ReadStats:
 
     bytes_scanned: int = 0
     files: int = 0
-    tables: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -244,6 +223,17 @@ class WriteOutcome:
     location: str
     partitions: list[tuple[str, ...]]
     stale_locations: list[str]
+
+
+@dataclass
+class IcebergWrite:
+    """What one Iceberg write committed and what computing it read."""
+
+    committed: Committed
+    bytes_scanned: int
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
 
 
 # -- partition pruning ------------------------------------------------------------------------
@@ -291,6 +281,34 @@ def _pruning_for(table: exp.Table) -> dict[str, set[str]]:
     return partition_filters_of(select)
 
 
+def _predicates_for(table: exp.Table) -> list[exp.Expression]:
+    """The AND-ed conjuncts of the WHERE of the SELECT `table` is the only source of (copies)."""
+    select = table.find_ancestor(exp.Select)
+    if select is None:
+        return []
+    sources = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select]
+    where = select.args.get("where")
+    if len(sources) != 1 or select.args.get("joins") or where is None:
+        return []
+    conjuncts = where.this.flatten() if isinstance(where.this, exp.And) else [where.this]
+    return [c.copy() for c in conjuncts]
+
+
+def is_iceberg(table: Mapping[str, Any]) -> bool:
+    """Whether a Glue table is an Apache Iceberg table (Parameters table_type=ICEBERG)."""
+    return str((table.get("Parameters") or {}).get("table_type", "")).upper() == "ICEBERG"
+
+
+@dataclass
+class Read:
+    """One table a query reads: its catalog name, the name DuckDB sees, what may prune it."""
+
+    name: str
+    registered: str
+    partition_filter: dict[str, set[str]]
+    predicates: list[exp.Expression]
+
+
 class DuckDBEngine:
     """Athena SQL over Glue-cataloged S3 data, executed by an in-process DuckDB."""
 
@@ -301,6 +319,7 @@ class DuckDBEngine:
         curated_location: str | None = None,
         read_threads: int = READ_THREADS,
         delete_location: Callable[[str], Any] | None = None,
+        iceberg: IcebergTables | None = None,
     ) -> None:
         self.catalog = catalog
         self.filesystem = filesystem
@@ -308,6 +327,8 @@ class DuckDBEngine:
         self.read_threads = read_threads
         # Object stores: delete by prefix (pyarrow's delete_dir leaves parent "folder" markers).
         self.delete_location = delete_location
+        # Iceberg tables are read (with row filters pushed down) and written through pyiceberg.
+        self.iceberg = iceberg
 
     # -- reading -------------------------------------------------------------------------------
     def _objects(self, location: str) -> list[pafs.FileInfo]:
@@ -324,28 +345,28 @@ class DuckDBEngine:
     def _read_json(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
         try:
-            with self.filesystem.open_input_stream(info.path) as stream:
+            # compression=None: told apart by content, not by the ".gz" in the name.
+            with self.filesystem.open_input_stream(info.path, compression=None) as stream:
                 raw = stream.read()
         except OSError as exc:
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-
-        def lines() -> pa.NativeFile:
-            buffer = pa.BufferReader(raw)
-            return pa.CompressedInputStream(buffer, "gzip") if raw[:2] == GZIP_MAGIC else buffer
-
+        buffer = pa.BufferReader(raw)
+        lines = pa.CompressedInputStream(buffer, "gzip") if raw[:2] == GZIP_MAGIC else buffer
         options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            table = pajson.read_json(lines(), parse_options=options)
-        except pa.ArrowInvalid:
-            # A malformed line or a value of another type than the catalog's (a schema change):
-            # read line by line the way the JSON SerDe does.
-            try:
-                return json_lines_as_table(lines().read(), schema)
-            except OSError as exc:  # not GZIP after all, or truncated
-                raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-        except OSError as exc:
+            table = pajson.read_json(lines, parse_options=options).select(schema.names)
+            for column in schema.names:  # Arrow does not check decimal precision while reading
+                if pa.types.is_decimal(table.schema.field(column).type):
+                    table[column].validate(full=True)
+            return table
+        except (pa.ArrowInvalid, OSError):
+            pass
+        # A malformed line, a value of another type than the catalog's (a schema change), a
+        # number beyond its decimal: read line by line the way the JSON SerDe does.
+        try:
+            return json_lines_as_table(raw, schema)
+        except UnreadableObject as exc:  # truncated or corrupt GZIP: Athena fails such a query
             raise EngineError(f"Cannot read JSON object {info.path}: {exc}") from exc
-        return table.select(schema.names)
 
     def _read_parquet(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         table = pq.read_table(info.path, filesystem=self.filesystem)
@@ -363,14 +384,18 @@ class DuckDBEngine:
         partition_filter: Mapping[str, str | Iterable[str]] | None = None,
         optional_columns: Mapping[str, str] | None = None,
         stats: ReadStats | None = None,
+        predicates: Sequence[exp.Expression] = (),
     ) -> pa.Table:
-        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows."""
+        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows
+        (Iceberg tables: only the data files the query's `predicates` can match)."""
         table = self.catalog.get_table(name)
         if table is None:
             raise EngineError(
                 f"Table {name!r} is not in the Glue catalog. Run the crawler (raw tables) or "
                 "materialize the asset that writes it."
             )
+        if is_iceberg(table):
+            return self._read_iceberg(name, predicates, optional_columns, stats)
         descriptor = table["StorageDescriptor"]
         columns = [(c["Name"].lower(), c["Type"]) for c in descriptor.get("Columns", [])]
         keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
@@ -425,24 +450,54 @@ class DuckDBEngine:
             size = sum(info.size for _, info in work)
             stats.bytes_scanned += size
             stats.files += len(work)
-            stats.tables[name] = stats.tables.get(name, 0) + size
         return result
 
+    def _tables(self) -> IcebergTables:
+        if self.iceberg is None:
+            raise EngineError("This engine has no Iceberg catalog to read or write Iceberg tables.")
+        return self.iceberg
+
+    def _read_iceberg(
+        self,
+        name: str,
+        predicates: Sequence[exp.Expression],
+        optional_columns: Mapping[str, str] | None,
+        stats: ReadStats | None,
+    ) -> pa.Table:
+        """An Iceberg table's rows, scanning only what the AND-ed `predicates` can match."""
+        tables = self._tables()
+        columns = tables.arrow_schema(name).names
+        filters = [f for f in (to_row_filter(p, columns) for p in predicates) if f is not None]
+        row_filter = functools.reduce(ice.And, filters) if filters else ice.AlwaysTrue()
+        try:
+            data, files, size = tables.scan(name, row_filter)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        for column, hive_type in (optional_columns or {}).items():
+            if column.lower() not in data.column_names:
+                data = data.append_column(
+                    column.lower(), pa.nulls(data.num_rows, hive_to_arrow(hive_type))
+                )
+        if stats is not None:
+            stats.bytes_scanned += size
+            stats.files += files
+        return data
+
     # -- querying ------------------------------------------------------------------------------
-    def transpile(self, sql: str) -> tuple[str, list[tuple[str, str, dict[str, set[str]]]]]:
-        """DuckDB SQL for Athena SQL, and the (catalog table, registered name, filters) it reads."""
+    def transpile(self, sql: str) -> tuple[str, list[Read]]:
+        """DuckDB SQL for Athena SQL, and the tables it reads (with what may prune them)."""
         try:
             tree = sqlglot.parse_one(sql, read="athena")
         except sqlglot.errors.ParseError as exc:
             raise EngineError(f"The query is not valid Athena SQL: {exc}") from exc
         ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-        reads: list[tuple[str, str, dict[str, set[str]]]] = []
+        reads: list[Read] = []
         for i, table in enumerate(list(tree.find_all(exp.Table))):
             name = table.name.lower()
             if not name or (name in ctes and not table.db):
                 continue
             registered = f"__t{i}_{name}"
-            reads.append((name, registered, _pruning_for(table)))
+            reads.append(Read(name, registered, _pruning_for(table), _predicates_for(table)))
             alias = table.alias or name
             table.replace(exp.to_table(registered).as_(alias))
         return tree.sql(dialect="duckdb"), reads
@@ -456,18 +511,31 @@ class DuckDBEngine:
         """Run one Athena SQL statement; its result as Arrow and what it read."""
         duck_sql, reads = self.transpile(sql)
         stats = ReadStats()
-        connection = duckdb.connect()
+        # Athena cannot touch the machine it runs on: no local files (COPY, read_*, ATTACH),
+        # no extensions to install or load, and the query cannot change that back.
+        connection = duckdb.connect(
+            config={
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
         try:
             connection.execute("SET TimeZone = 'UTC'")
-            for name, registered, pruning in reads:
-                wanted = {k: set(v) for k, v in pruning.items()}
-                for key, values in ((partition_filters or {}).get(name) or {}).items():
+            connection.execute("SET lock_configuration = true")
+            for read in reads:
+                wanted = {k: set(v) for k, v in read.partition_filter.items()}
+                for key, values in ((partition_filters or {}).get(read.name) or {}).items():
                     extra = {values} if isinstance(values, str) else set(values)
                     wanted[key] = wanted[key] & extra if key in wanted else extra
                 data = self.read_table(
-                    name, wanted, (optional_columns or {}).get(name), stats=stats
+                    read.name,
+                    wanted,
+                    (optional_columns or {}).get(read.name),
+                    stats=stats,
+                    predicates=read.predicates,
                 )
-                connection.register(registered, data)
+                connection.register(read.registered, data)
             try:
                 result = connection.sql(duck_sql).to_arrow_table()
             except duckdb.Error as exc:
@@ -555,6 +623,139 @@ class DuckDBEngine:
             partitions=sorted(partitions),
             stale_locations=stale,
         )
+
+    # -- Iceberg tables ------------------------------------------------------------------------
+    def ensure_table(self, ddl: str, location: str) -> bool:
+        """Create the Iceberg table an Athena CREATE TABLE declares unless it exists."""
+        try:
+            return self._tables().create(parse_ddl(ddl), location)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+
+    def _row_filter(self, name: str, predicate: str | None) -> ice.BooleanExpression:
+        """The exact pyiceberg filter of an Athena predicate on `name`'s columns."""
+        if predicate is None:
+            return ice.AlwaysTrue()
+        columns = self._tables().arrow_schema(name).names
+        found = to_row_filter(parse_predicate(predicate), columns)
+        if found is None:
+            raise EngineError(
+                f"{predicate!r} is not a predicate the embedded engine can apply to {name}: use "
+                "=, IN, IS NULL, NOT, AND, OR over its columns and literals."
+            )
+        return found
+
+    def replace_rows(
+        self,
+        name: str,
+        select_sql: str,
+        where: str | None,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Replace the rows of `name` matching `where` (None: all) by the SELECT's, one commit."""
+        data, stats = self.query_arrow(select_sql, optional_columns)
+        try:
+            committed = self._tables().overwrite(name, data, self._row_filter(name, where))
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(committed, stats.bytes_scanned)
+
+    def append_rows(
+        self,
+        name: str,
+        select_sql: str,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Add the SELECT's rows to `name` in one commit."""
+        data, stats = self.query_arrow(select_sql, optional_columns)
+        try:
+            committed = self._tables().append(name, data)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(committed, stats.bytes_scanned)
+
+    def merge_rows(
+        self,
+        name: str,
+        source_sql: str,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` is
+        true deletes the target row instead. Like Athena's MERGE INTO: only target rows in
+        `scope` can match, a target row matched by two source rows is an error; locally the
+        scope is read, merged in DuckDB and overwritten in one commit."""
+        tables = self._tables()
+        source, stats = self.query_arrow(source_sql, optional_columns)
+        scope_filter = self._row_filter(name, scope)
+        keys = [k.lower() for k in key]
+        flag = delete_column.lower()
+        missing = [c for c in [*keys, flag] if c not in source.column_names]
+        if missing:
+            raise EngineError(f"The merge source for {name} lacks column(s) {missing}.")
+        try:
+            target, _, size = tables.scan(name, scope_filter)
+            columns = tables.arrow_schema(name).names
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        stats.bytes_scanned += size
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        listed = ", ".join(f's."{c}"' for c in columns)
+        connection = duckdb.connect()
+        try:
+            connection.execute("SET TimeZone = 'UTC'")
+            connection.register("merge_source", source)
+            connection.register("merge_target", target)
+            twice = connection.sql(
+                f"SELECT {', '.join(keys)}, COUNT(*) AS n FROM merge_source "
+                f"GROUP BY ALL HAVING COUNT(*) > 1 LIMIT 1"
+            ).fetchall()
+            if twice:
+                raise EngineError(
+                    f"MERGE into {name}: the source has key {list(twice[0][:-1])} "
+                    f"{twice[0][-1]} times; one source row per {keys} is allowed."
+                )
+            counts = connection.sql(
+                f"SELECT "
+                f"COUNT(*) FILTER (WHERE t.matched AND COALESCE(s.{flag}, FALSE)) AS deleted, "
+                f"COUNT(*) FILTER (WHERE t.matched AND NOT COALESCE(s.{flag}, FALSE)) AS updated,"
+                f" COUNT(*) FILTER (WHERE t.matched IS NULL AND NOT COALESCE(s.{flag}, FALSE))"
+                f" AS inserted "
+                f"FROM merge_source AS s LEFT JOIN "
+                f"(SELECT DISTINCT {', '.join(keys)}, TRUE AS matched FROM merge_target) AS t "
+                f"ON {on}"
+            ).fetchall()[0]
+            merged = connection.sql(
+                f"SELECT t.* FROM merge_target AS t WHERE NOT EXISTS "
+                f"(SELECT 1 FROM merge_source AS s WHERE {on}) "
+                f"UNION ALL BY NAME "
+                f"SELECT {listed} FROM merge_source AS s WHERE NOT COALESCE(s.{flag}, FALSE)"
+            ).to_arrow_table()
+        except duckdb.Error as exc:
+            raise EngineError(f"DuckDB could not merge into {name}: {exc}") from exc
+        finally:
+            connection.close()
+        deleted, updated, inserted = (int(v or 0) for v in counts or (0, 0, 0))
+        try:
+            committed = tables.overwrite(name, merged, scope_filter)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(
+            committed, stats.bytes_scanned, inserted=inserted, updated=updated, deleted=deleted
+        )
+
+    def maintain(
+        self, name: str, older_than: dt.datetime, retain_last: int, store: ObjectStore
+    ) -> Maintained:
+        """Compact, expire snapshots and remove orphan files of Iceberg table `name`."""
+        try:
+            return self._tables().maintain(
+                name, older_than=older_than, retain_last=retain_last, store=store
+            )
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
 
     def _write_file(self, data: pa.Table, folder: str) -> int:
         path = fs_path(folder) + "/part-00000.parquet"

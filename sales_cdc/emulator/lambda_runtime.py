@@ -1,18 +1,25 @@
 """Runs the Lambda function that provisioning deployed: its artifact, not the working tree.
 
 The function's CodeSha256 names the artifact zip in S3 (hex of the same digest); the zip is
-verified against it, extracted once into a cache folder keyed by the digest and its handler
-module imported in a namespace of its own. A new CodeSha256 loads the new code.
+verified against it, extracted into a cache folder keyed by the digest and its handler module
+imported in a namespace of its own. A new CodeSha256 loads the new code.
+
+The cache is private: its directory is created 0700 and refused when another user owns it or
+others may write it. Before any import, the cached zip is checked against CodeSha256 again and
+the extracted folder against the zip, file by file; a planted or modified folder is rebuilt.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import io
+import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -26,14 +33,64 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+log = logging.getLogger(__name__)
+
 
 class FunctionLoadError(RuntimeError):
     """The deployed function cannot be loaded (missing artifact, digest mismatch, bad handler)."""
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(tempfile.gettempdir(), "sales-cdc")
-    return Path(base) / "lambda-artifacts"
+    """$XDG_CACHE_HOME/sales-cdc/lambda-artifacts (~/.cache when unset): the user's own cache."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sales-cdc" / "lambda-artifacts"
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only this user can write: created 0700, refused otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise FunctionLoadError(
+            f"Lambda cache {path} is not a plain directory: remove it or pass "
+            "--lambda-cache-dir <a directory of your own>"
+        )
+    if info.st_uid != os.getuid():
+        raise FunctionLoadError(
+            f"Lambda cache {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()}): "
+            "its code could be anyone's. Pass --lambda-cache-dir <a directory of your own>."
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise FunctionLoadError(
+            f"Lambda cache {path} is writable by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):o}): run `chmod 700 {path}` or pass "
+            "--lambda-cache-dir <a directory of your own>."
+        )
+    return path
+
+
+def _sha256_b64(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def _tree_matches(root: Path, archive: zipfile.ZipFile) -> bool:
+    """True when `root` holds exactly the zip's files, byte for byte (and nothing else)."""
+    expected = {info.filename.rstrip("/"): info for info in archive.infolist() if not info.is_dir()}
+    found: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in [*dirnames, *filenames]:
+            full = Path(dirpath) / name
+            if full.is_symlink():
+                return False
+        for name in filenames:
+            relative = (Path(dirpath) / name).relative_to(root).as_posix()
+            info = expected.get(relative)
+            if info is None or (Path(dirpath) / name).read_bytes() != archive.read(info):
+                return False
+            found.add(relative)
+    return found == set(expected)
 
 
 class LambdaContext:
@@ -119,15 +176,19 @@ class FunctionLoader:
                     memory_mb=int(config.get("MemorySize", 128)),
                     timeout_s=int(config.get("Timeout", 3)),
                 )
+                # Only the current version of each function stays loaded (bounded over redeploys).
+                for stale in [k for k in self._loaded if k[0] == function_arn]:
+                    del self._loaded[stale]
                 self._loaded[key] = function
             self._checked[function_arn] = (time.monotonic(), function)
             return function
 
-    def _artifact_dir(self, code_sha256: str) -> Path:
+    def _artifact_body(self, code_sha256: str) -> bytes:
+        """The artifact zip, verified against CodeSha256 (from the cache, else from S3)."""
         digest_hex = code_sha256_hex(code_sha256)
-        target = self.cache_dir / digest_hex
-        if target.is_dir():
-            return target
+        cached = self.cache_dir / f"{digest_hex}.zip"
+        if cached.is_file() and _sha256_b64(cached.read_bytes()) == code_sha256:
+            return cached.read_bytes()
         key = f"{self.prefix}{digest_hex}.zip"
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
@@ -135,27 +196,44 @@ class FunctionLoader:
             raise FunctionLoadError(
                 f"The deployed artifact s3://{self.bucket}/{key} cannot be read: {exc}"
             ) from exc
-        actual = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        actual = _sha256_b64(body)
         if actual != code_sha256:
             raise FunctionLoadError(
                 f"s3://{self.bucket}/{key} has CodeSha256 {actual}, the function says "
                 f"{code_sha256}: the artifact was replaced; run provision_infrastructure again"
             )
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{digest_hex}-", dir=self.cache_dir))
-        try:
-            with zipfile.ZipFile(io.BytesIO(body)) as archive:
-                for member in archive.namelist():
-                    if member.startswith("/") or ".." in Path(member).parts:
-                        raise FunctionLoadError(f"{key} holds an unsafe path {member!r}")
-                archive.extractall(staging)
+        staging = cached.with_name(f".{cached.name}.{uuid.uuid4().hex}")
+        staging.write_bytes(body)
+        staging.replace(cached)
+        return body
+
+    def _artifact_dir(self, code_sha256: str) -> Path:
+        """The verified artifact extracted under the private cache; rebuilt when it differs."""
+        private_dir(self.cache_dir)
+        digest_hex = code_sha256_hex(code_sha256)
+        target = self.cache_dir / digest_hex
+        body = self._artifact_body(code_sha256)
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            for member in archive.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise FunctionLoadError(f"{digest_hex}.zip holds an unsafe path {member!r}")
+            if target.is_dir() and not target.is_symlink() and _tree_matches(target, archive):
+                return target
+            if target.exists() or target.is_symlink():
+                log.warning("Lambda cache %s does not match its artifact: rebuilding it", target)
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            staging = Path(tempfile.mkdtemp(prefix=f".{digest_hex}-", dir=self.cache_dir))
             try:
+                archive.extractall(staging)
                 staging.rename(target)
             except OSError:
-                if not target.is_dir():  # another runtime extracted it first otherwise
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+                if not (target.is_dir() and _tree_matches(target, archive)):
+                    raise  # another runtime extracted the same artifact first otherwise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def _import_handler(self, code_sha256: str, handler: str) -> Callable[..., Any]:
@@ -173,6 +251,8 @@ class FunctionLoader:
             raise FunctionLoadError(f"Cannot import {source}")
         module = importlib.util.module_from_spec(spec)
         before = set(sys.modules)
+        write_bytecode = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # no __pycache__ in the verified tree
         sys.modules[name] = module  # dataclasses and pickling look modules up by name
         sys.path.insert(0, str(root))  # sibling modules of the zip, as in Lambda's /var/task
         try:
@@ -181,6 +261,7 @@ class FunctionLoader:
             sys.modules.pop(name, None)
             raise FunctionLoadError(f"Importing {handler} failed: {exc!r}") from exc
         finally:
+            sys.dont_write_bytecode = write_bytecode
             sys.path.remove(str(root))
             # Sibling modules stay referenced by the handler, not by name for the next version.
             for added in set(sys.modules) - before:

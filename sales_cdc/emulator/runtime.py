@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ class RuntimeOptions:
     lambda_cache_dir: Path | None = None
 
 
+def unreachable(endpoint: str, timeout: float = 2.0) -> str | None:
+    """None when something accepts connections at `endpoint`, else one line saying what to start."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    host = parsed.hostname or "127.0.0.1"
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    return (
+        f"the emulator at {endpoint} (AWS_ENDPOINT_URL) is not reachable ({reason}): start it "
+        f"with `sales-cdc emulator --port {port}`, or the whole stack with `make demo`"
+    )
+
+
 class Clients:
     """boto3 clients for the emulator; one set per thread (clients are not shared across threads)."""
 
@@ -121,7 +138,18 @@ class Runtime:
             self.settings.endpoint_url,
             self.owner,
         )
+        down = False
         while not self.stop.is_set():
+            problem = unreachable(self.settings.endpoint_url or "")
+            if problem:
+                if not down:  # one line when it goes down, not one per retry
+                    log.warning("%s; waiting for it", problem)
+                down = True
+                self.stop.wait(self.options.discovery_interval)
+                continue
+            if down:
+                log.info("the emulator at %s answers again", self.settings.endpoint_url)
+                down = False
             try:
                 self._connect()
                 self.discover()
@@ -138,15 +166,37 @@ class Runtime:
         log.info("sales-cdc runtime stopped")
 
     def _connect(self) -> None:
+        """Load the stack and make sure the checkpoint table exists, on every discovery.
+
+        A checkpoint table that has to be created while workers run means the emulator was
+        restarted (its state is in memory): every stream was re-created and the workers' positions
+        and checkpoints belong to streams that are gone. They are retired and started afresh from
+        the new checkpoints, with the stack declaration read again.
+        """
         if self.stack is None:
             account = self.clients.client("sts").get_caller_identity()["Account"]
             self.stack = Stack.load(self.settings, account)
         if self.store is None:
-            store = CheckpointStore(
+            self.store = CheckpointStore(
                 self.clients.client("dynamodb"), checkpoint_table_name(self.stack), self.owner
             )
-            store.ensure_table()
-            self.store = store
+        if self.store.ensure_table() and (self.pipes or self.deliveries):
+            log.warning(
+                "checkpoint table %s was gone (emulator restarted?): re-created it; restarting "
+                "the workers from the new stack",
+                self.store.table_name,
+            )
+            self._retire_all()
+            account = self.clients.client("sts").get_caller_identity()["Account"]
+            self.stack = Stack.load(self.settings, account)
+
+    def _retire_all(self) -> None:
+        for running in (self.pipes, self.deliveries):
+            for worker, _thread in running.values():
+                worker.retired.set()
+            for _worker, thread in running.values():
+                thread.join(timeout=30)
+            running.clear()
 
     # -- discovery -------------------------------------------------------------------------
 
@@ -307,6 +357,10 @@ def run_runtime(args: argparse.Namespace) -> int:
             "it to local) to run the runtime against the embedded emulator."
         )
     apply_local_credentials(settings)
+    problem = unreachable(settings.endpoint_url or "")
+    if problem:
+        print(f"sales-cdc runtime: {problem}", file=sys.stderr)
+        return 1
     options = RuntimeOptions(
         pipe_poll_interval=getattr(args, "pipe_poll_interval", 0.25),
         firehose_poll_interval=getattr(args, "firehose_poll_interval", 0.25),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import signal
 import socket
@@ -56,6 +57,175 @@ def _treat_loopback_as_secure_transport() -> None:
     IAMPolicyStatement.is_action_permitted = is_action_permitted  # type: ignore[method-assign]
 
 
+_GLUE_TABLE_LOCK = threading.Lock()
+
+
+def _glue_update_table_checks_version_id() -> None:
+    """Honour UpdateTable's VersionId as Glue does (optimistic locking of Iceberg commits).
+
+    Glue updates a table "at" the VersionId given and answers ConcurrentModificationException
+    when the table has moved on (docs: Glue API, UpdateTable, VersionId); Iceberg catalogs
+    (pyiceberg's GlueCatalog) rely on it so that two concurrent commits never silently overwrite
+    each other's metadata pointer. moto ignores the parameter: here a stale VersionId is refused
+    and the check-and-update is atomic.
+    """
+    from moto.glue.exceptions import GlueClientError
+    from moto.glue.responses import GlueResponse
+
+    original = GlueResponse.update_table
+    if getattr(original, "_sales_cdc_patched", False):
+        return
+
+    class ConcurrentModificationException(GlueClientError):
+        def __init__(self, message: str) -> None:
+            super().__init__("ConcurrentModificationException", message)
+
+    def update_table(self: GlueResponse):  # type: ignore[no-untyped-def]
+        version_id = self.parameters.get("VersionId")
+        with _GLUE_TABLE_LOCK:
+            if version_id is not None:
+                table_input = self.parameters.get("TableInput") or {}
+                table = self.glue_backend.get_table(
+                    self.parameters.get("DatabaseName"), table_input.get("Name")
+                )
+                current = str(table._current_version)
+                if str(version_id) != current:
+                    raise ConcurrentModificationException(
+                        f"Table {table_input.get('Name')} is at version {current}, "
+                        f"not {version_id}: it was modified concurrently."
+                    )
+            return original(self)
+
+    update_table._sales_cdc_patched = True  # type: ignore[attr-defined]
+    GlueResponse.update_table = update_table  # type: ignore[method-assign]
+
+
+# DynamoDB Streams keeps a record for 24 hours; a shard iterator expires 15 minutes after it is
+# returned. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html
+STREAM_RECORD_RETENTION_SECONDS = 24 * 3600
+SHARD_ITERATOR_LIFETIME_SECONDS = 15 * 60
+ITERATOR_PRUNE_INTERVAL_SECONDS = 10.0
+
+
+class _StoredStreamRecord:
+    """A DynamoDB stream record kept as compact JSON (a tenth of moto's dict of dicts)."""
+
+    __slots__ = ("body", "created")
+
+    def __init__(self, record: dict, created: float) -> None:
+        from moto.dynamodb.models.utilities import dynamo_json_dump
+
+        self.body = dynamo_json_dump(record).encode()
+        self.created = created
+
+    def to_json(self) -> dict:
+        return json.loads(self.body)
+
+
+def _bound_streams_memory() -> None:
+    """Keep the emulator's stream state bounded the way AWS bounds it.
+
+    moto keeps every DynamoDB stream record, Kinesis record and DynamoDB Streams shard iterator
+    for the life of the process, and scans all Kinesis records on every read: under the demo's
+    sustained load its memory and CPU grow without end. Here, as on AWS, stream records older than
+    their retention are trimmed (a read before the trim horizon gets TrimmedDataAccessException),
+    shard iterators expire after 15 minutes (ExpiredIteratorException), and reads and writes of a
+    Kinesis shard cost the same whatever its length.
+    """
+    from moto.core.exceptions import JsonRESTError
+    from moto.dynamodb.models.table import StreamRecord, StreamShard
+    from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
+    from moto.kinesis.models import Shard, Stream
+
+    if getattr(StreamShard.add, "_sales_cdc_patched", False):
+        return
+    original_add = StreamShard.add
+    original_iterator_init = ShardIterator.__init__
+    original_put = Stream.put_record
+    original_shard_get = Shard.get_records
+
+    def add(self: StreamShard, old: object, new: object) -> None:
+        if self.table.lambda_event_source_mappings:  # moto's own Lambda delivery: unchanged
+            return original_add(self, old, new)
+        event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+        trimmed = getattr(self, "_trimmed", 0)
+        seq = self.starting_sequence_number + trimmed + len(self.items)
+        view = self.table.stream_specification["StreamViewType"]
+        record = StreamRecord(self.table, view, event_name, old, new, seq).to_json()
+        now = time.time()
+        self.items.append(_StoredStreamRecord(record, now))
+        horizon = now - STREAM_RECORD_RETENTION_SECONDS
+        drop = 0
+        while drop < len(self.items) and getattr(self.items[drop], "created", now) < horizon:
+            drop += 1
+        if drop:
+            del self.items[:drop]
+            self._trimmed = trimmed + drop
+
+    def get(self: StreamShard, start: int, quantity: int) -> list[dict]:
+        index = start - self.starting_sequence_number - getattr(self, "_trimmed", 0)
+        if index < 0:
+            raise JsonRESTError(
+                "TrimmedDataAccessException",
+                f"sequence number {start} is beyond the stream's 24-hour retention",
+            )
+        return [i.to_json() for i in self.items[index : index + quantity]]
+
+    def iterator_init(self: ShardIterator, streams_backend, stream_shard, kind, seq=None):
+        original_iterator_init(self, streams_backend, stream_shard, kind, seq)
+        if kind in ("LATEST", "TRIM_HORIZON"):
+            self.sequence_number += getattr(stream_shard, "_trimmed", 0)
+        self.created = time.monotonic()
+
+    def get_records(self: DynamoDBStreamsBackend, iterator_arn: str, limit: int) -> dict:
+        now = time.monotonic()
+        if now - getattr(self, "_pruned", 0.0) > ITERATOR_PRUNE_INTERVAL_SECONDS:
+            self._pruned = now
+            for arn, iterator in list(self.shard_iterators.items()):
+                if now - getattr(iterator, "created", now) > SHARD_ITERATOR_LIFETIME_SECONDS:
+                    del self.shard_iterators[arn]
+        iterator = self.shard_iterators.get(iterator_arn)
+        if iterator is None:
+            raise JsonRESTError(
+                "ExpiredIteratorException", "The shard iterator has expired or does not exist."
+            )
+        return iterator.get(limit)
+
+    def put_record(self: Stream, partition_key: str, explicit_hash_key: str, data: str):
+        result = original_put(self, partition_key, explicit_hash_key, data)
+        # https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
+        horizon = time.time() - self.retention_period_hours * 3600
+        for shard in self.shards.values():
+            while shard.records and next(iter(shard.records.values())).created_at < horizon:
+                shard.records.popitem(last=False)
+        return result
+
+    def shard_get_records(self: Shard, last_sequence_id: str, limit: int | None):
+        records = self.records
+        if not records:
+            return original_shard_get(self, last_sequence_id, limit)
+        first, last = next(iter(records)), next(reversed(records))
+        if last - first + 1 != len(records):  # not consecutive (resharded): moto's own scan
+            return original_shard_get(self, last_sequence_id, limit)
+        start = max(int(last_sequence_id) + 1, first)
+        stop = last + 1 if limit is None else min(last + 1, start + limit)
+        results = [records[n] for n in range(start, stop)]
+        if not results:
+            return results, int(last_sequence_id), 0
+        behind = records[last].created_at - results[-1].created_at
+        return results, results[-1].sequence_number, int(behind * 1000)
+
+    add._sales_cdc_patched = True  # type: ignore[attr-defined]
+    StreamShard.add = add  # type: ignore[method-assign]
+    StreamShard.get = get  # type: ignore[method-assign]
+    ShardIterator.__init__ = iterator_init  # type: ignore[method-assign]
+    DynamoDBStreamsBackend.get_records = get_records  # type: ignore[method-assign]
+    Stream.put_record = put_record  # type: ignore[method-assign]
+    Shard.get_records = shard_get_records  # type: ignore[method-assign]
+    Shard.get_max_sequence_number = lambda self: next(reversed(self.records), 0)  # type: ignore[method-assign]
+    Shard.get_min_sequence_number = lambda self: next(iter(self.records), 0)  # type: ignore[method-assign]
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -65,6 +235,9 @@ def free_port() -> int:
 
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the server itself binds: connections of a previous emulator on this port that are
+        # still in TIME_WAIT do not make it busy (a restart on the same port must work).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError as exc:
@@ -107,6 +280,8 @@ class Emulator:
     def start(self) -> Emulator:
         _check_port_free(self.port)
         _treat_loopback_as_secure_transport()
+        _glue_update_table_checks_version_id()
+        _bound_streams_memory()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()

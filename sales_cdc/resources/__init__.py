@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import EmbeddedCrawlerResource, GlueCrawlerResource
 from sales_cdc.resources.query import AthenaQueryEngine, DuckDBQueryEngine
+from sales_cdc.resources.transform import EmbeddedTransformInvoker, LambdaTransformInvoker
 from sales_cdc.settings import Settings
 
 
@@ -26,5 +27,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     )
     resources["query_engine"] = (
         DuckDBQueryEngine(aws=aws) if settings.is_local else AthenaQueryEngine(aws=aws)
+    )
+    resources["transform"] = (
+        EmbeddedTransformInvoker(aws=aws) if settings.is_local else LambdaTransformInvoker(aws=aws)
     )
     return resources

@@ -13,6 +13,8 @@ from sales_cdc.emulator.crawler import CrawlerError as EmbeddedCrawlerError
 from sales_cdc.emulator.crawler import EmbeddedCrawler
 from sales_cdc.resources.aws import AwsResource
 
+UNREADABLE_SHOWN = 20  # keys of skipped objects named in the metadata
+
 
 class CrawlerError(RuntimeError):
     """The crawl failed or could not run; the message says why and what to do."""
@@ -36,6 +38,8 @@ class CrawlResult:
     columns_widened: list[str] = field(default_factory=list)  # "name: before -> after"
     objects_read: int | None = None  # known to the embedded crawler only
     bytes_read: int | None = None
+    malformed_lines: int | None = None
+    unreadable_objects: list[str] | None = None  # keys skipped as not GZIP / JSON lines
     duration_seconds: float = 0.0
 
     def metadata(self) -> dict[str, Any]:
@@ -60,6 +64,15 @@ class CrawlResult:
             meta["objects_read"] = dg.MetadataValue.int(self.objects_read)
         if self.bytes_read is not None:
             meta["bytes_read"] = dg.MetadataValue.int(self.bytes_read)
+        if self.malformed_lines is not None:
+            meta["malformed_lines"] = dg.MetadataValue.int(self.malformed_lines)
+        if self.unreadable_objects is not None:
+            meta["objects_unreadable"] = dg.MetadataValue.int(len(self.unreadable_objects))
+            shown = self.unreadable_objects[:UNREADABLE_SHOWN]
+            more = len(self.unreadable_objects) - len(shown)
+            meta["unreadable_objects"] = (
+                ", ".join(shown) + (f" (+{more} more)" if more else "") or "none"
+            )
         return meta
 
 
@@ -270,5 +283,7 @@ class EmbeddedCrawlerResource(CrawlerResource):
             ],
             objects_read=crawl.objects_read,
             bytes_read=crawl.bytes_read,
+            malformed_lines=crawl.malformed_lines,
+            unreadable_objects=[key for table in report.tables for key in table.unreadable_objects],
             duration_seconds=report.seconds,
         )

@@ -1,4 +1,8 @@
-"""The embedded crawler: Glue table and partitions from landed GZIP JSON, incremental re-runs."""
+"""The embedded crawler: Glue table and partitions from landed GZIP JSON, incremental re-runs.
+
+Provisioning declares the raw table (defs/infrastructure/raw_table.py); `undeclared` removes it for
+the tests of what the crawler does on its own.
+"""
 
 import gzip
 import json
@@ -7,18 +11,12 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from sales_cdc.emulator.crawler import (
-    EmbeddedCrawler,
-    from_arrow,
-    infer_object_schema,
-    merge_schema,
-    parse_type,
-    render,
-    widen,
-)
+from sales_cdc.defs.infrastructure.provision import crawler_configuration
+from sales_cdc.emulator.crawler import EmbeddedCrawler, infer_object_schema
+from sales_cdc.hive_types import render
+from sales_cdc.landing_format import LANDING_COLUMNS
 from sales_cdc.resources.aws import AwsResource
 
 HOUR_10 = "year=2026/month=11/day=21/hour=10/"
@@ -101,41 +99,34 @@ def partitions(aws: AwsResource) -> dict[tuple[str, ...], dict[str, Any]]:
     return {tuple(p["Values"]): p for page in pages for p in page["Partitions"]}
 
 
-# -- types ---------------------------------------------------------------------------------------
+def undeclare(aws: AwsResource) -> AwsResource:
+    """Delete the declared raw table: the crawler creates it from what it finds, as Glue would."""
+    stack = aws.stack()
+    aws.client("glue").delete_table(DatabaseName=stack.database, Name=stack.raw_table)
+    return aws
 
 
-def test_arrow_types_map_to_the_glue_json_classifier_types() -> None:
-    assert from_arrow(pa.int64()) == "bigint"
-    assert from_arrow(pa.float64()) == "double"
-    assert from_arrow(pa.bool_()) == "boolean"
-    assert from_arrow(pa.string()) == "string"
-    assert from_arrow(pa.timestamp("s")) == "string"
-    assert from_arrow(pa.date32()) == "string"
-    assert render(from_arrow(pa.null())) == "string"
-    assert render(from_arrow(pa.list_(pa.int64()))) == "array<bigint>"
-    nested = pa.struct([("sku", pa.string()), ("tags", pa.list_(pa.null()))])
-    assert render(from_arrow(nested)) == "struct<sku:string,tags:array<string>>"
-
-
-def test_widening_follows_update_in_database() -> None:
-    assert widen("bigint", "double") == "double"
-    assert widen("int", "bigint") == "bigint"
-    assert widen("null", "bigint") == "bigint"
-    assert widen("boolean", "bigint") == "string"
-    assert widen(("array", "bigint"), "string") == "string"
-    merged = widen(parse_type("struct<a:bigint>"), parse_type("struct<b:string,a:double>"))
-    assert render(merged) == "struct<a:double,b:string>"
-    for text in ("struct<a:bigint,b:array<struct<x:string>>>", "map<string,int>", "decimal(9,2)"):
-        assert render(parse_type(text)) == text
-
-
-def test_merge_appends_new_columns_and_drops_none() -> None:
-    merged, change = merge_schema(
-        [("a", "bigint"), ("b", "string")], [("c", "boolean"), ("a", "double")]
+def set_table_behavior(aws: AwsResource, behavior: str | None) -> None:
+    """Change the crawler's CrawlerOutput.Tables.AddOrUpdateBehavior (None: Glue's default)."""
+    configuration = json.loads(crawler_configuration())
+    if behavior is None:
+        del configuration["CrawlerOutput"]["Tables"]
+    else:
+        configuration["CrawlerOutput"]["Tables"]["AddOrUpdateBehavior"] = behavior
+    glue = aws.client("glue")
+    crawler = glue.get_crawler(Name=aws.stack().crawler_name)["Crawler"]
+    glue.delete_crawler(Name=crawler["Name"])  # the emulator has no UpdateCrawler
+    glue.create_crawler(
+        Name=crawler["Name"],
+        Role=crawler["Role"],
+        DatabaseName=crawler["DatabaseName"],
+        Targets={"S3Targets": [{"Path": t["Path"]} for t in crawler["Targets"]["S3Targets"]]},
+        SchemaChangePolicy=crawler["SchemaChangePolicy"],
+        Configuration=json.dumps(configuration),
     )
-    assert merged == [("a", "double"), ("b", "string"), ("c", "boolean")]
-    assert change.added == ["c"]
-    assert change.widened == [("a", "bigint", "double")]
+
+
+# -- reading objects -----------------------------------------------------------------------------
 
 
 def test_inference_uses_pyarrow_and_survives_malformed_lines() -> None:
@@ -153,14 +144,35 @@ def test_inference_uses_pyarrow_and_survives_malformed_lines() -> None:
     conflicting = infer_object_schema(b'{"a": 1}\n{"a": "x"}\n')
     assert [(n, render(t)) for n, t in conflicting.columns] == [("a", "string")]
     truncated = infer_object_schema(gzip.compress(body)[:-8])
-    assert (truncated.columns, truncated.records, truncated.malformed_lines) == ([], 0, 1)
+    assert (truncated.columns, truncated.records) == ([], 0)
+    assert "GZIP" in (truncated.unreadable or "")
+    random = infer_object_schema(bytes(range(7, 256)) * 40)
+    assert random.records == 0 and random.unreadable and random.malformed_lines > 0
+
+
+def test_inference_of_conflicting_and_odd_values_never_raises() -> None:
+    lines = [
+        {"mixed": ["a", 1, True], "n": 1, "deep": {"a": {"b": [1]}}},
+        {"mixed": [{"x": 1}], "n": "one", "deep": {"a": "flat"}, "big": 10**37},
+        {"tags": [], "nothing": None, "big": Decimal("1.5")},
+    ]
+    body = "".join(json.dumps(line, default=_json_number) + "\n" for line in lines).encode()
+    types = {name: render(t) for name, t in infer_object_schema(body).columns}
+    assert types == {
+        "mixed": "array<string>",
+        "n": "string",
+        "deep": "struct<a:string>",
+        "big": "double",
+        "tags": "array<string>",
+        "nothing": "string",
+    }
 
 
 # -- crawls in the emulator ---------------------------------------------------------------------
 
 
 def test_first_crawl_creates_the_table_and_its_partitions(provisioned: AwsResource) -> None:
-    aws = provisioned
+    aws = undeclare(provisioned)
     stack = aws.stack()
     put_landing(aws, HOUR_10, [landing_row(1), landing_row(2, discount=Decimal("1.5"))])
     put_landing(aws, HOUR_10, [landing_row(3, event_name="REMOVE", is_deleted=True)])
@@ -201,6 +213,26 @@ def test_first_crawl_creates_the_table_and_its_partitions(provisioned: AwsResour
     assert location == f"s3://{stack.bucket}/raw/orders_cdc/{HOUR_11}"
     crawler = aws.client("glue").get_crawler(Name=stack.crawler_name)["Crawler"]
     assert crawler["State"] == "READY" and crawler["LastCrawl"]["Status"] == "COMPLETED"
+
+
+def test_first_crawl_keeps_the_declared_types_and_adds_partitions(
+    provisioned: AwsResource,
+) -> None:
+    aws = provisioned
+    declared = raw_table(aws)
+    # Whole amounts only (DynamoDB trims "40.00" to 40): a crawler alone would type them bigint.
+    put_landing(aws, HOUR_10, [landing_row(1, total_amount=40, unit_price=20, discount=0)])
+
+    report = crawl(aws)
+
+    assert not report.created and report.updated and report.partitions_added == 1
+    assert report.columns_added == [] and report.columns_widened == []
+    types = column_types(raw_table(aws))
+    assert types == dict(LANDING_COLUMNS)
+    assert types["total_amount"] == types["discount"] == "decimal(38,6)"
+    assert raw_table(aws)["PartitionKeys"] == declared["PartitionKeys"]
+    partition = partitions(aws)[("2026", "11", "21", "10")]
+    assert column_types(partition)["total_amount"] == "decimal(38,6)"
 
 
 def test_rerun_reads_only_new_objects_and_adds_only_new_partitions(
@@ -253,8 +285,26 @@ def test_new_attribute_mid_stream_adds_a_column_and_drops_none(provisioned: AwsR
     assert column_types(raw_table(aws))["gift_note"] == "string"
 
 
-def test_int_then_double_widens_the_column_to_double(provisioned: AwsResource) -> None:
+def test_declared_types_never_change_only_new_columns_are_added(provisioned: AwsResource) -> None:
+    # Glue "Preventing a crawler from changing an existing schema" (crawler-schema-changes-prevent):
+    # MergeNewColumns adds new columns and never changes the type of existing ones.
     aws = provisioned
+    put_landing(aws, HOUR_10, [landing_row(1)])
+    crawl(aws)
+    odd = landing_row(2, quantity="three", is_deleted="false", total_amount=[1, "x"], gift=True)
+    put_landing(aws, HOUR_11, [odd, landing_row(3, version=Decimal("2.5"))])
+
+    report = crawl(aws)
+
+    assert report.columns_widened == [] and report.columns_added == ["gift"]
+    types = column_types(raw_table(aws))
+    assert {name: types[name] for name, _ in LANDING_COLUMNS} == dict(LANDING_COLUMNS)
+    assert types["gift"] == "boolean"
+
+
+def test_without_merge_new_columns_the_crawler_widens_like_glue(provisioned: AwsResource) -> None:
+    aws = undeclare(provisioned)
+    set_table_behavior(aws, None)  # Glue's default: update the table definition
     put_landing(aws, HOUR_10, [landing_row(1, total_amount=40, unit_price=20)])
     crawl(aws)
     assert column_types(raw_table(aws))["total_amount"] == "bigint"
@@ -282,7 +332,7 @@ def test_crawl_waits_for_a_crawl_already_running(provisioned: AwsResource) -> No
         glue.list_crawls(CrawlerName=name)  # the emulator completes an observed crawl
 
     report = crawl(aws, poll_seconds=0.01, sleep=other_crawl_finishes)
-    assert waits and report.created
+    assert waits and report.objects_read == 1
     crawls = glue.list_crawls(CrawlerName=name)["Crawls"]
     assert len(crawls) == 2 and all(c["State"] == "COMPLETED" for c in crawls)
 
@@ -302,11 +352,19 @@ def test_a_failed_crawl_leaves_the_crawler_ready(
     crawler = aws.client("glue").get_crawler(Name=aws.stack().crawler_name)["Crawler"]
     assert crawler["State"] == "READY" and crawler["LastCrawl"]["Status"] == "STOPPED"
     monkeypatch.undo()
-    assert crawl(aws).created
+    assert crawl(aws).objects_read == 1
+
+
+def test_nothing_landed_crawls_the_declared_table_without_partitions(
+    provisioned: AwsResource,
+) -> None:
+    report = crawl(provisioned)
+    assert not report.created and report.partitions == 0 and report.objects_read == 0
+    assert column_types(raw_table(provisioned)) == dict(LANDING_COLUMNS)
 
 
 def test_nothing_landed_means_no_table(provisioned: AwsResource) -> None:
-    report = crawl(provisioned)
+    report = crawl(undeclare(provisioned))
     assert not report.created and report.columns == []
     glue = provisioned.client("glue")
     with pytest.raises(glue.exceptions.EntityNotFoundException):
@@ -332,3 +390,24 @@ def test_concurrent_crawls_do_not_duplicate_partitions(provisioned: AwsResource)
         thread.join(timeout=60)
     assert not errors
     assert len(partitions(aws)) == 3
+
+
+def test_unreadable_objects_are_skipped_and_named(provisioned: AwsResource) -> None:
+    aws = provisioned
+    stack = aws.stack()
+    s3 = aws.client("s3")
+    good = put_landing(aws, HOUR_10, [landing_row(1), landing_row(2)])
+    whole = gzip.compress(json.dumps(landing_row(3), default=_json_number).encode() * 50)
+    truncated = f"{stack.raw_prefix}{HOUR_10}truncated.gz"
+    s3.put_object(Bucket=stack.bucket, Key=truncated, Body=whole[: len(whole) // 2])
+    noise = f"{stack.raw_prefix}{HOUR_11}noise.gz"
+    s3.put_object(Bucket=stack.bucket, Key=noise, Body=bytes(range(256)) * 64)
+
+    report = crawl(aws)
+
+    assert sorted(report.unreadable_objects) == sorted([truncated, noise])
+    assert good not in report.unreadable_objects
+    assert report.objects_read == 3 and report.records_read == 2
+    assert column_types(raw_table(aws)) == dict(LANDING_COLUMNS)
+    again = crawl(aws)  # read once: a later crawl does not report them again
+    assert again.unreadable_objects == [] and again.objects_read == 0

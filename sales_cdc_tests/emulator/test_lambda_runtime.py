@@ -82,3 +82,66 @@ def test_new_code_sha256_loads_the_new_code(provisioned: AwsResource, tmp_path: 
     assert second.invoke({"records": []}) == {"records": [], "code": "v2"}
     assert "helper" not in sys.modules  # the zip's modules do not leak into the runtime
     assert first.invoke({"records": []}) == {"records": []}  # the old version is untouched
+
+
+def _digest_hex(aws: AwsResource) -> str:
+    stack = aws.stack()
+    config = aws.client("lambda").get_function_configuration(FunctionName=stack.function_arn)
+    return code_sha256_hex(config["CodeSha256"])
+
+
+def test_planted_artifact_directory_is_rebuilt_before_import(
+    provisioned: AwsResource, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    planted = cache / _digest_hex(provisioned)
+    planted.mkdir()
+    (planted / "handler.py").write_text(
+        "def lambda_handler(event, context):\n    return {'planted': True}\n"
+    )
+    function = _loader(provisioned, cache).get(provisioned.stack().function_arn)
+    assert function.invoke({"records": []}) == {"records": []}  # the deployed code ran
+    assert "planted" not in (planted / "handler.py").read_text()
+
+
+def test_modified_cached_zip_is_not_trusted(provisioned: AwsResource, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    digest_hex = _digest_hex(provisioned)
+    forged = io.BytesIO()
+    with zipfile.ZipFile(forged, "w") as archive:
+        archive.writestr("handler.py", "def lambda_handler(event, context):\n    return 'forged'\n")
+    (cache / f"{digest_hex}.zip").write_bytes(forged.getvalue())
+    function = _loader(provisioned, cache).get(provisioned.stack().function_arn)
+    assert function.invoke({"records": []}) == {"records": []}
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o777])
+def test_cache_writable_by_others_is_refused(
+    provisioned: AwsResource, tmp_path: Path, mode: int
+) -> None:
+    cache = tmp_path / "shared"
+    cache.mkdir()
+    cache.chmod(mode)
+    with pytest.raises(FunctionLoadError, match="writable by group or others"):
+        _loader(provisioned, cache).get(provisioned.stack().function_arn)
+
+
+def test_cache_owned_by_someone_else_is_refused(
+    provisioned: AwsResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(cache).st_uid + 1)
+    with pytest.raises(FunctionLoadError, match="not to you"):
+        _loader(provisioned, cache).get(provisioned.stack().function_arn)
+
+
+def test_cache_directory_is_created_private(provisioned: AwsResource, tmp_path: Path) -> None:
+    cache = tmp_path / "new" / "lambda-artifacts"
+    _loader(provisioned, cache).get(provisioned.stack().function_arn)
+    assert cache.stat().st_mode & 0o777 == 0o700
+    assert not any(p.name == "__pycache__" for p in cache.rglob("*"))

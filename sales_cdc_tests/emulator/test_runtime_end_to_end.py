@@ -283,3 +283,87 @@ def test_refuses_the_aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.returncode == 2
     assert b"SALES_CDC_ENV=local" in result.stderr
     assert b"run the data plane themselves" in result.stderr
+
+
+def start_emulator(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """`sales-cdc emulator --port <port>` as a user starts it; returns once it answers."""
+    from sales_cdc.emulator.server import wait_until_ready
+
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sales_cdc.cli", "emulator", "--port", str(port)],
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_until_ready(f"http://127.0.0.1:{port}", timeout=60)
+    return process
+
+
+def test_resumes_delivery_after_an_emulator_restart_and_reprovisioning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sales_cdc.defs.infrastructure.provision import provision_all
+    from sales_cdc.emulator.server import free_port
+    from sales_cdc.settings import load_settings
+
+    port = free_port()
+    monkeypatch.setenv("SALES_CDC_ENV", "local")
+    monkeypatch.setenv("SALES_CDC_PREFIX", f"r{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    emulator = start_emulator(port, tmp_path / "emulator.log")
+    runtime = None
+    try:
+        aws = AwsResource.from_settings(load_settings())
+        provision_all(aws)
+        fast_buffering(aws)
+        runtime = start_runtime(tmp_path)
+        write_changes(aws, orders=2)
+        wait_for_landing(aws, set(stream_events(aws)))
+
+        emulator.send_signal(signal.SIGTERM)  # all emulator state is gone with it
+        emulator.wait(timeout=30)
+        time.sleep(3)
+        emulator = start_emulator(port, tmp_path / "emulator.log")
+        aws = AwsResource.from_settings(load_settings())
+        provision_all(aws)
+        fast_buffering(aws)
+        write_changes(aws, orders=3)
+        events = stream_events(aws)
+        rows = wait_for_landing(aws, set(events))  # the same runtime process delivered them
+        assert_landing_rows(rows, events)
+        assert runtime.poll() is None
+    finally:
+        if runtime is not None:
+            stop(runtime)
+        emulator.send_signal(signal.SIGTERM)
+        emulator.wait(timeout=30)
+    logs = b"".join(p.read_bytes() for p in tmp_path.glob("runtime-*.log")).decode()
+    assert f"the emulator at http://127.0.0.1:{port} (AWS_ENDPOINT_URL) is not reachable" in logs
+    assert "re-created it; restarting the workers" in logs
+
+
+@pytest.mark.parametrize("command", [["runtime"], ["query", "SELECT 1"]])
+def test_unreachable_emulator_is_one_line_within_seconds(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sales_cdc.emulator.server import free_port
+
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("SALES_CDC_ENV", "local")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "sales_cdc.cli", *command],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    stderr = result.stderr.decode()
+    assert result.returncode == 1, stderr
+    assert elapsed < 15, elapsed  # python start-up included; no retry loop
+    (line,) = stderr.strip().splitlines()
+    assert f"the emulator at http://127.0.0.1:{port} (AWS_ENDPOINT_URL) is not reachable" in line
+    assert f"sales-cdc emulator --port {port}" in line and "make demo" in line

@@ -63,3 +63,105 @@ def test_port_in_use_gives_a_clear_error():
         )
     assert result.returncode == 1
     assert "already in use" in result.stderr and "--port" in result.stderr
+
+
+def _stream(aws):
+    from sales_cdc.defs.infrastructure.provision import ensure_order_table
+
+    stack = aws.stack()
+    ensure_order_table(aws, stack)
+    ddb = aws.client("dynamodb")
+    arn = ddb.describe_table(TableName=stack.table_name)["Table"]["LatestStreamArn"]
+    streams = aws.client("dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    return ddb, stack.table_name, streams, arn, shard
+
+
+def _put(ddb, table: str, order_id: str) -> None:
+    ddb.put_item(TableName=table, Item={"orderId": {"S": order_id}, "version": {"N": "1"}})
+
+
+def test_stream_records_past_retention_are_trimmed(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from botocore.exceptions import ClientError
+
+    from sales_cdc.emulator import server
+
+    # DynamoDB Streams keeps records 24 hours, then trims them (TrimmedDataAccessException).
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_GetRecords.html
+    monkeypatch.setattr(server, "STREAM_RECORD_RETENTION_SECONDS", 1.0)
+    ddb, table, streams, arn, shard = _stream(aws)
+    for n in range(3):
+        _put(ddb, table, f"old-{n}")
+    old = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
+    first_seq = streams.get_records(ShardIterator=old["ShardIterator"])["Records"][0]["dynamodb"][
+        "SequenceNumber"
+    ]
+    time.sleep(1.5)
+    _put(ddb, table, "new")  # writing trims what is past retention
+    horizon = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )
+    (record,) = streams.get_records(ShardIterator=horizon["ShardIterator"])["Records"]
+    assert record["dynamodb"]["Keys"]["orderId"]["S"] == "new"
+    assert int(record["dynamodb"]["SequenceNumber"]) == int(first_seq) + 3  # numbers keep growing
+    with pytest.raises(ClientError, match="TrimmedDataAccessException"):
+        streams.get_records(ShardIterator=old["ShardIterator"])
+    latest = streams.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
+    _put(ddb, table, "newer")
+    (after,) = streams.get_records(ShardIterator=latest["ShardIterator"])["Records"]
+    assert after["dynamodb"]["Keys"]["orderId"]["S"] == "newer"
+
+
+def test_shard_iterators_expire_and_are_forgotten(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from botocore.exceptions import ClientError
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from sales_cdc.emulator import server
+
+    # A shard iterator expires 15 minutes after it is returned (ExpiredIteratorException).
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_GetShardIterator.html
+    monkeypatch.setattr(server, "SHARD_ITERATOR_LIFETIME_SECONDS", 0.5)
+    monkeypatch.setattr(server, "ITERATOR_PRUNE_INTERVAL_SECONDS", 0.0)
+    ddb, table, streams, arn, shard = _stream(aws)
+    _put(ddb, table, "a")
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    for _ in range(50):  # a consumer polling: every read returns a new iterator
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    time.sleep(1.0)
+    with pytest.raises(ClientError, match="ExpiredIteratorException"):
+        streams.get_records(ShardIterator=iterator)
+    backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
+    assert len(backend.shard_iterators) < 5  # not one per read, forever
+
+
+def test_kinesis_reads_cost_the_same_on_a_long_shard(aws) -> None:
+    kinesis = aws.client("kinesis")
+    name = f"{aws.stack().stream_name}-long"
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    for start in range(0, 3000, 500):
+        kinesis.put_records(
+            StreamName=name,
+            Records=[
+                {"Data": f"r{n}".encode(), "PartitionKey": "k"} for n in range(start, start + 500)
+            ],
+        )
+    shard = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    seen = []
+    while True:
+        page = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+        seen += [r["Data"].decode() for r in page["Records"]]
+        iterator = page["NextShardIterator"]
+        if not page["Records"]:
+            break
+    assert seen == [f"r{n}" for n in range(3000)]  # every record, in order, once
+    kinesis.delete_stream(StreamName=name)

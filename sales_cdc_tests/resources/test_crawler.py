@@ -234,14 +234,39 @@ def test_embedded_crawler_resource_reports_the_crawl(provisioned: AwsResource) -
     put_landing(provisioned, HOUR_10, [landing_row(1), landing_row(2)])
     resource = EmbeddedCrawlerResource(aws=provisioned)
     result = resource.run(dg.build_asset_context())
-    assert result.tables_created == 1 and result.objects_read == 1 and result.bytes_read > 0
+    # The table is declared by provisioning: the crawl updates it, it does not create it.
+    assert result.tables_created == 0 and result.tables_updated == 1
+    assert result.objects_read == 1 and result.bytes_read > 0
     assert result.partitions == result.partitions_added == 1
     assert dict(result.columns)["is_deleted"] == "boolean"
     metadata = result.metadata()
     assert metadata["columns"].value == len(result.columns)
     assert "| is_deleted | boolean |" in metadata["schema"].value
+    assert metadata["objects_unreadable"].value == 0
+    assert metadata["unreadable_objects"] == "none"
 
 
-def test_embedded_crawler_resource_without_landed_data_says_so(provisioned: AwsResource) -> None:
+def test_embedded_crawler_resource_names_unreadable_objects(provisioned: AwsResource) -> None:
+    stack = provisioned.stack()
+    put_landing(provisioned, HOUR_10, [landing_row(1)])
+    key = f"{stack.raw_prefix}{HOUR_10}broken.gz"
+    provisioned.client("s3").put_object(Bucket=stack.bucket, Key=key, Body=b"\x1f\x8b\x08rest")
+    result = EmbeddedCrawlerResource(aws=provisioned).run(dg.build_asset_context())
+    assert result.unreadable_objects == [key]
+    metadata = result.metadata()
+    assert metadata["objects_unreadable"].value == 1
+    assert metadata["unreadable_objects"] == key
+
+
+def test_embedded_crawler_resource_without_landed_data_crawls_the_declared_table(
+    provisioned: AwsResource,
+) -> None:
+    result = EmbeddedCrawlerResource(aws=provisioned).run(dg.build_asset_context())
+    assert result.partitions == 0 and result.objects_read == 0 and result.columns
+
+
+def test_embedded_crawler_resource_without_table_or_data_says_so(provisioned: AwsResource) -> None:
+    stack = provisioned.stack()
+    provisioned.client("glue").delete_table(DatabaseName=stack.database, Name=stack.raw_table)
     with pytest.raises(CrawlerError, match="nothing to catalog"):
         EmbeddedCrawlerResource(aws=provisioned).run(dg.build_asset_context())

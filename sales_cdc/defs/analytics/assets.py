@@ -12,7 +12,7 @@ import sqlglot
 from sqlglot import exp
 
 from sales_cdc.resources.query import QueryEngine, read_sql
-from sales_cdc.resources.sql import bind
+from sales_cdc.resources.sql import bind, literal
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import load_declaration
 
@@ -35,9 +35,10 @@ def _partitions_start() -> str:
 
 START_DATE = _partitions_start()
 
-# One partition per UTC order day; end_offset=1 so that today's partition exists while orders
-# are still coming in.
-order_days = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+# One partition per UTC order day (YYYY-MM-DD) that has orders: aggregates_sensor adds a day when
+# orders_current first reports a change on it, so the partitions are exactly the days with data
+# (none shows as missing). Days before analytics.partitions_start are never added.
+order_days = dg.DynamicPartitionsDefinition(name="order_days")
 
 # table -> description; each table is sales_cdc/sql/<table>.sql, summed up by totals_sql().
 AGGREGATES: dict[str, str] = {
@@ -57,8 +58,14 @@ AGGREGATES: dict[str, str] = {
         "Sales orders, units, gross and net revenue per order day, hour of the day (UTC) and "
         "currency; cancelled and returned orders counted apart."
     ),
+    "daily_customer_behaviour": (
+        "Sales orders, units and net revenue per order day, customer country, channel, payment "
+        "method and currency, with the day's customers and repeat customers (more than one sale "
+        "that day)."
+    ),
 }
 SALES_TABLES = ("daily_sales_by_product", "daily_sales_by_category", "hourly_revenue")
+CUSTOMER_TABLE = "daily_customer_behaviour"
 AGGREGATE_KEYS = [dg.AssetKey(["athena", table]) for table in AGGREGATES]
 
 
@@ -84,8 +91,13 @@ class Refresh:
     cancelled_orders: int = 0
     returned_orders: int = 0
     net_revenue: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    customers: int = 0
+    repeat_customers: int = 0
     bytes_read: int = 0
     source_bytes_read: int = 0
+    rows_written: int = 0
+    files_written: int = 0
+    bytes_written: int = 0
 
     def metadata(self) -> dict[str, Any]:
         """Figures a person would plot, summed over the refreshed days (`orders`: sales in the
@@ -97,11 +109,17 @@ class Refresh:
             "days_without_orders": dg.MetadataValue.int(len(self.empty_days)),
             "bytes_read": dg.MetadataValue.int(self.bytes_read),
             "orders_current_bytes_read": dg.MetadataValue.int(self.source_bytes_read),
+            "rows_written": dg.MetadataValue.int(self.rows_written),
+            "files_written": dg.MetadataValue.int(self.files_written),
+            "bytes_written": dg.MetadataValue.int(self.bytes_written),
         }
         if len(self.days) > 1:
             metadata["first_day"] = dg.MetadataValue.text(self.days[0])
             metadata["last_day"] = dg.MetadataValue.text(self.days[-1])
-        if self.table in SALES_TABLES:
+        if self.table == CUSTOMER_TABLE:
+            metadata["customers"] = dg.MetadataValue.int(self.customers)
+            metadata["repeat_customers"] = dg.MetadataValue.int(self.repeat_customers)
+        if self.table in SALES_TABLES or self.table == CUSTOMER_TABLE:
             # Net revenue per currency: amounts in different currencies are never added up.
             metadata["net_revenue"] = dg.MetadataValue.json(
                 {ccy: str(amount) for ccy, amount in sorted(self.net_revenue.items())}
@@ -123,19 +141,22 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
     """Rebuild exactly the partitions `days` of `table` from those days of orders_current.
 
     Each day is its own write: it reads only that order_date partition of orders_current and
-    replaces only that partition of `table` (dropped when the day has no live orders), so a
-    re-run changes nothing and no other day is touched.
+    replaces only that partition of the Iceberg table (left empty when the day has no live
+    orders), so a re-run changes nothing and no other day is touched. Embedded, a day's
+    replacement is one Iceberg commit; on Athena it is a DELETE and an INSERT INTO.
     """
     refresh = Refresh(table=table)
     select_sql = read_sql(table)
     for day in days:
-        written = query_engine.write_table(
+        written = query_engine.replace_rows(
             table,
             select_sql,
-            partitioned_by=[PARTITION],
-            replace_partitions=[[day]],
+            where=f"{PARTITION} = {literal(day)}",
             params={PARTITION: day},
         )
+        refresh.rows_written += written.rows_written
+        refresh.files_written += written.files_written
+        refresh.bytes_written += written.bytes_written
         totals = query_engine.query(totals_sql(table, day))
         refresh.days.append(day)
         refresh.source_bytes_read += written.bytes_scanned
@@ -150,6 +171,10 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
             refresh.returned_orders += _int(row["returned_orders"])
             if "net_revenue" in row:
                 refresh.net_revenue[str(row["currency"])] += Decimal(str(row["net_revenue"]))
+        if table == CUSTOMER_TABLE and rows:
+            # Every row states the day's customers: count them once per day, not per currency.
+            refresh.customers += max(_int(r["max_day_customers"]) for r in rows)
+            refresh.repeat_customers += max(_int(r["max_day_repeat_customers"]) for r in rows)
     return refresh
 
 
@@ -169,7 +194,7 @@ def _define_aggregate_asset(table: str, description: str) -> dg.AssetsDefinition
         # A backfill of a date range is one run that refreshes its days one partition at a time.
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="analytics",
-        kinds={"athena", "s3"},
+        kinds={"athena", "iceberg", "s3"},
     )
     def aggregate(
         context: dg.AssetExecutionContext, query_engine: QueryEngine
@@ -194,5 +219,12 @@ daily_sales_by_category = _aggregate_asset(
 )
 daily_order_status = _aggregate_asset("daily_order_status", AGGREGATES["daily_order_status"])
 hourly_revenue = _aggregate_asset("hourly_revenue", AGGREGATES["hourly_revenue"])
+daily_customer_behaviour = _aggregate_asset(CUSTOMER_TABLE, AGGREGATES[CUSTOMER_TABLE])
 
-ASSETS = [daily_sales_by_product, daily_sales_by_category, daily_order_status, hourly_revenue]
+ASSETS = [
+    daily_sales_by_product,
+    daily_sales_by_category,
+    daily_order_status,
+    hourly_revenue,
+    daily_customer_behaviour,
+]

@@ -7,7 +7,13 @@ from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.analytics.assets import AGGREGATES, PARTITION, SALES_TABLES, totals_sql
+from sales_cdc.defs.analytics.assets import (
+    AGGREGATES,
+    CUSTOMER_TABLE,
+    PARTITION,
+    SALES_TABLES,
+    totals_sql,
+)
 from sales_cdc.resources.query import QueryEngine, read_sql
 
 SAMPLE_SIZE = 10
@@ -22,6 +28,7 @@ SALES_MEASURES = (
     "returned_orders",
     "returned_amount",
 )
+CUSTOMER_MEASURES = ("orders", "units", "net_revenue", "cancelled_orders", "returned_orders")
 
 
 @dataclass
@@ -39,9 +46,11 @@ def _number(value: Any) -> Decimal:
     return Decimal(str(value)) if value is not None else Decimal(0)
 
 
-def _by_currency(rows: list[dict[str, Any]]) -> dict[str, dict[str, Decimal]]:
+def _by_currency(
+    rows: list[dict[str, Any]], measures: tuple[str, ...] = SALES_MEASURES
+) -> dict[str, dict[str, Decimal]]:
     return {
-        str(r["currency"]): {m: _number(r[m]) for m in SALES_MEASURES}
+        str(r["currency"]): {m: _number(r[m]) for m in measures}
         for r in rows
         if _number(r.get("table_rows", 1))
     }
@@ -71,9 +80,10 @@ def check_days(query_engine: QueryEngine, table: str, days: Iterable[str]) -> Fi
         if negative:
             findings.negative.append({"order_date": day, "rows": negative})
 
-        if table in SALES_TABLES:
-            expected = _by_currency(expected_rows)
-            actual = _by_currency(actual_rows)
+        if table in SALES_TABLES or table == CUSTOMER_TABLE:
+            measures = SALES_MEASURES if table in SALES_TABLES else CUSTOMER_MEASURES
+            expected = _by_currency(expected_rows, measures)
+            actual = _by_currency(actual_rows, measures)
             differences = {
                 ccy: _differences(expected.get(ccy, {}), actual.get(ccy, {}))
                 for ccy in sorted(set(expected) | set(actual))
@@ -98,6 +108,23 @@ def check_days(query_engine: QueryEngine, table: str, days: Iterable[str]) -> Fi
                         "day_orders_stated": sorted(str(v) for v in day_orders),
                     }
                 )
+        if table == CUSTOMER_TABLE and actual_rows:
+            stated = {
+                (_number(r[f"{edge}_day_customers"]), _number(r[f"{edge}_day_repeat_customers"]))
+                for r in actual_rows
+                for edge in ("min", "max")
+            }
+            (customers, repeat), *others = sorted(stated)
+            largest_row = max(_number(r["max_row_customers"]) for r in actual_rows)
+            if others or repeat > customers or largest_row > customers:
+                findings.not_adding_up.append(
+                    {
+                        "order_date": day,
+                        "day_customers_stated": sorted(str(c) for c, _ in stated),
+                        "day_repeat_customers_stated": sorted(str(r) for _, r in stated),
+                        "largest_row_customers": str(largest_row),
+                    }
+                )
         if differences:
             findings.mismatched.append({"order_date": day, "differences": differences})
     return findings
@@ -110,7 +137,9 @@ def days_to_check(context: dg.AssetCheckExecutionContext, query_engine: QueryEng
     catalog = query_engine.catalog()
     days: set[str] = set()
     for name in ("orders_current", table):
-        days |= {p["Values"][0] for p in catalog.get_partitions(name)}
+        if catalog.get_table(name) is not None:
+            found = query_engine.query(f"SELECT DISTINCT {PARTITION} FROM {name}")  # noqa: S608
+            days |= {str(r[0]) for r in found.rows if r[0] is not None}
     return sorted(days)
 
 
@@ -135,16 +164,23 @@ def _result(
 def _aggregate_checks(table: str) -> dg.AssetChecksDefinition:
     key = dg.AssetKey(["athena", table])
     matches = "matches_orders_current"
-    second = "no_negative_revenue" if table in SALES_TABLES else "counts_add_up"
+    second = {table: "no_negative_revenue" for table in SALES_TABLES}.get(
+        table, "customers_add_up" if table == CUSTOMER_TABLE else "counts_add_up"
+    )
+    measures = {
+        **dict.fromkeys(
+            SALES_TABLES, " (sales, units, gross/net revenue, cancelled and returned per currency)"
+        ),
+        CUSTOMER_TABLE: " (sales, units, net revenue, cancelled and returned per currency)",
+    }
     texts = {
         matches: "each order day sums to orders_current's totals for that day"
-        + (
-            " (sales, units, gross/net revenue, cancelled and returned per currency)"
-            if table in SALES_TABLES
-            else " (orders, units, cancelled and returned orders)"
-        ),
+        + measures.get(table, " (orders, units, cancelled and returned orders)"),
         "no_negative_revenue": "no row holds a negative amount",
         "counts_add_up": "the orders of all statuses add up to the day's orders on every row",
+        "customers_add_up": "every row states the same day's customers and repeat customers, "
+        "no more repeat customers than customers, no row with more customers than its day, "
+        "no negative figure",
     }
 
     @dg.multi_asset_check(
@@ -161,6 +197,9 @@ def _aggregate_checks(table: str) -> dg.AssetChecksDefinition:
         yield _result(table, matches, findings.mismatched, findings, "differ from orders_current")
         if second == "no_negative_revenue":
             yield _result(table, second, findings.negative, findings, "hold negative amounts")
+        elif second == "customers_add_up":
+            bad = findings.not_adding_up + findings.negative
+            yield _result(table, second, bad, findings, "whose customer counts do not add up")
         else:
             bad = findings.not_adding_up + findings.negative
             yield _result(table, second, bad, findings, "whose status counts do not add up")

@@ -1,14 +1,20 @@
-"""aggregates_sensor: refresh exactly the aggregate partitions whose orders changed."""
+"""aggregates_sensor: refresh the aggregate partitions whose orders changed, adding new days."""
 
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT, order_days
+from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT, START_DATE, order_days
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
+from sales_cdc.settings import load_settings
+from sales_cdc.stack import load_declaration
 
 PAGE_SIZE = 100
 CHANGED_DAYS = "changed_order_dates"
+SENSOR_INTERVAL_SECONDS = int(
+    load_declaration(load_settings().env)["analytics"].get("sensor_interval_seconds", 30)
+)
 
 
 def _changed_days(record: Any) -> list[str] | None:
@@ -24,13 +30,13 @@ def _changed_days(record: Any) -> list[str] | None:
 @dg.sensor(
     name="aggregates_sensor",
     asset_selection=AGGREGATE_KEYS,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="On each orders_current materialization, refresh the aggregate partitions of "
-    "exactly the order days it reports in changed_order_dates.",
+    description="On new orders_current materializations, add the order days they report in "
+    "changed_order_dates as partitions and refresh them in one run.",
 )
 def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Request one run per changed order day for the four aggregate assets."""
+    """Add the changed order days as partitions and request one run that refreshes them."""
     after = int(context.cursor) if context.cursor else None
     newest: dict[str, int] = {}  # order day -> storage id of the newest event reporting it
     last_seen = after
@@ -63,30 +69,56 @@ def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
     if not seen:
         return dg.SkipReason("No new orders_current materialization.")
 
-    valid = set(order_days.get_partition_keys())
-    skipped = sorted(day for day in newest if day not in valid)
+    valid = {day for day in newest if _is_order_day(day)}
+    skipped = sorted(set(newest) - valid)
     if skipped:
         context.log.info(
-            f"Skipping {len(skipped)} changed order day(s) outside the aggregates' partitions "
-            f"({order_days.start.date()} .. today+1): {skipped[:10]}"
+            f"Skipping {len(skipped)} changed order day(s) that are not dates on or after "
+            f"analytics.partitions_start ({START_DATE}): {skipped[:10]}"
         )
-    check_keys = [key for checks in ASSET_CHECKS for key in checks.check_keys]
-    run_requests = [
-        dg.RunRequest(
-            run_key=f"aggregates:{day}:{storage_id}",
-            partition_key=day,
-            asset_selection=AGGREGATE_KEYS,
-            asset_check_keys=check_keys,
-            tags={"sales_cdc/trigger": f"orders_current:{storage_id}"},
+    assert order_days.name is not None
+    known = list(context.instance.get_dynamic_partitions(order_days.name))
+    new_days = sorted(valid - set(known))
+    run_requests = []
+    if valid:
+        # One run refreshes every changed day: the days between the first and the last changed
+        # one (in partition order) are refreshed too. That is idempotent and costs far less than
+        # one run launch per day, which dominates on a small machine.
+        order = {day: index for index, day in enumerate([*known, *new_days])}
+        first, last = min(valid, key=order.__getitem__), max(valid, key=order.__getitem__)
+        trigger = max(newest[day] for day in valid)
+        tags = {"sales_cdc/trigger": f"orders_current:{trigger}"}
+        if first != last:
+            tags["dagster/asset_partition_range_start"] = first
+            tags["dagster/asset_partition_range_end"] = last
+        check_keys = [key for checks in ASSET_CHECKS for key in checks.check_keys]
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"aggregates:{first}..{last}:{trigger}",
+                partition_key=first if first == last else None,
+                asset_selection=AGGREGATE_KEYS,
+                asset_check_keys=check_keys,
+                tags=tags,
+            )
         )
-        for day, storage_id in sorted(newest.items())
-        if day in valid
-    ]
     context.log.info(
-        f"{seen} new orders_current materialization(s); requesting {len(run_requests)} "
-        "aggregate refresh run(s)."
+        f"{seen} new orders_current materialization(s), {len(valid)} changed order day(s); "
+        f"adding {len(new_days)} partition(s); requesting {len(run_requests)} refresh run(s)."
     )
-    return dg.SensorResult(run_requests=run_requests, cursor=str(last_seen))
+    return dg.SensorResult(
+        run_requests=run_requests,
+        cursor=str(last_seen),
+        dynamic_partitions_requests=([order_days.build_add_request(new_days)] if new_days else []),
+    )
+
+
+def _is_order_day(day: str) -> bool:
+    """A YYYY-MM-DD day on or after analytics.partitions_start."""
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        return False
+    return len(day) == 10 and parsed >= date.fromisoformat(START_DATE)
 
 
 SENSORS = [aggregates_sensor]

@@ -6,6 +6,7 @@ import dagster as dg
 
 from sales_cdc.defs.infrastructure import provision, teardown
 from sales_cdc.defs.infrastructure.provision import Outcome
+from sales_cdc.defs.infrastructure.raw_table import ensure_raw_table
 from sales_cdc.resources.aws import AwsResource
 
 
@@ -136,6 +137,14 @@ def glue_crawler(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_crawler(aws, aws.stack()))
 
 
+@dg.op(
+    ins=AFTER,
+    description="Glue table orders_cdc declared from the landing contract (types never left to a crawl).",
+)
+def raw_table(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
+    return _report(context, ensure_raw_table(aws, aws.stack()))
+
+
 @dg.op(ins=AFTER, description="Athena workgroup with its result location in the lake bucket.")
 def athena_workgroup(context: dg.OpExecutionContext, aws: AwsResource) -> dg.Output:
     return _report(context, provision.ensure_workgroup(aws, aws.stack()))
@@ -191,6 +200,7 @@ def provision_infrastructure() -> None:
     delivery = delivery_stream(after=[stream, function, bucket, roles["firehose"], log_group])
     database = glue_database(after=bucket)
     crawler = glue_crawler(after=[database, roles["crawler"]])
+    declared_raw_table = raw_table(after=database)
     workgroup = athena_workgroup(after=bucket)
     provisioning_summary(
         results=[
@@ -206,6 +216,7 @@ def provision_infrastructure() -> None:
             delivery,
             database,
             crawler,
+            declared_raw_table,
             workgroup,
         ]
     )

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from sales_cdc.landing_format import LANDING_COLUMNS, PARTITION_KEYS
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import CrawlerResource
 from sales_cdc.settings import load_settings
@@ -12,25 +13,10 @@ from sales_cdc.stack import load_declaration
 GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
 RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
 
-# Columns the lake's SQL relies on (ARCHITECTURE §3.4), with the Glue types allowed for each.
-EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "event_id": ("string",),
-    "event_name": ("string",),
-    "sequence_number": ("string",),
-    "event_time": ("string",),
-    "order_id": ("string",),
-    "is_deleted": ("boolean",),
-    "customer_id": ("string",),
-    "product_id": ("string",),
-    "status": ("string",),
-    "quantity": ("bigint", "int"),
-    "total_amount": ("double", "decimal"),
-    "currency": ("string",),
-    "version": ("bigint", "int"),
-    "created_at": ("string",),
-    "updated_at": ("string",),
-}
-EXPECTED_PARTITION_KEYS = ["year", "month", "day", "hour"]
+# The landing contract's columns with their declared Glue types (provisioning declares them, the
+# crawler only adds columns): a type that differs means something retyped the table.
+EXPECTED_COLUMNS: dict[str, str] = dict(LANDING_COLUMNS)
+EXPECTED_PARTITION_KEYS = list(PARTITION_KEYS)
 
 
 @dg.asset(
@@ -62,20 +48,20 @@ def _raw_table(aws: AwsResource) -> dict[str, Any] | None:
 
 
 def columns_problems(columns: dict[str, str]) -> list[str]:
-    """What is missing or mistyped among EXPECTED_COLUMNS, given the table's name -> type."""
+    """What is missing or retyped among EXPECTED_COLUMNS, given the table's name -> type."""
     problems = []
-    for name, allowed in EXPECTED_COLUMNS.items():
+    for name, declared in EXPECTED_COLUMNS.items():
         have = columns.get(name)
         if have is None:
             problems.append(f"{name} is missing")
-        elif not any(have == t or have.startswith(f"{t}(") for t in allowed):
-            problems.append(f"{name} is {have}, expected {' or '.join(allowed)}")
+        elif have.replace(" ", "").lower() != declared:
+            problems.append(f"{name} is {have}, declared {declared}")
     return problems
 
 
 @dg.asset_check(asset=GLUE_ORDERS_CDC, blocking=True)
 def raw_cdc_columns(aws: AwsResource) -> dg.AssetCheckResult:
-    """The landing columns the lake's SQL reads are present with their expected Glue types."""
+    """The landing contract's columns are present with their declared Glue types."""
     table = _raw_table(aws)
     if table is None:
         return dg.AssetCheckResult(passed=False, metadata={"problem": "table does not exist"})
@@ -86,6 +72,9 @@ def raw_cdc_columns(aws: AwsResource) -> dg.AssetCheckResult:
         metadata={
             "columns": len(columns),
             "problems": "; ".join(problems) or "none",
+            "fix": "re-run provision_infrastructure (it restores the declared types)"
+            if problems
+            else "none",
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
@@ -150,4 +150,56 @@ def plan_changes(
     deletable = [o for o in pool if o["orderId"] not in touched]
     for order in deletable[: mix.deletes]:
         changes.append(Change("delete", order["orderId"], int(order["version"])))
+    return changes
+
+
+# Hours an order typically waits in a status before its next step (placed orders are paid soon).
+STEP_HOURS = {
+    "PLACED": (0.1, 2.0),
+    "PAID": (4.0, 30.0),
+    "SHIPPED": (24.0, 72.0),
+    "DELIVERED": (48.0, 240.0),
+}
+HISTORY_DELETE_RATE = 0.03
+
+
+def plan_history(
+    days: int, orders_per_day: int, rng: random.Random, fake: Faker, now: datetime
+) -> list[Change]:
+    """A recent past for an empty table: orders created over the last `days` days (today included).
+
+    Each order is placed at a random moment of its day, then moved along its life cycle as far as
+    the time since then allows (older orders are further along; some are cancelled or returned),
+    and a few are deleted. Every step is its own write with its own updatedAt, in time order per
+    order, so the whole history flows through the stream like live changes.
+    """
+    changes: list[Change] = []
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for back in range(days - 1, -1, -1):
+        day = today - timedelta(days=back)
+        span = min(timedelta(days=1), now - day).total_seconds()
+        count = orders_per_day if back else max(1, round(orders_per_day * span / 86_400))
+        for _ in range(count):
+            placed = day + timedelta(seconds=rng.uniform(0, span))
+            order = new_order(fake, rng, placed)
+            changes.append(Change("insert", order["orderId"], item=order))
+            status, version, moment = "PLACED", 1, placed
+            while True:
+                low, high = STEP_HOURS.get(status, (0.0, 0.0))
+                moment = moment + timedelta(hours=rng.uniform(low, high))
+                nxt = next_status(status, rng)
+                if nxt is None or moment >= now:
+                    break
+                changes.append(
+                    Change(
+                        "update",
+                        order["orderId"],
+                        version,
+                        item={"updatedAt": utc_timestamp(moment)},
+                        new_status=nxt,
+                    )
+                )
+                status, version = nxt, version + 1
+            if rng.random() < HISTORY_DELETE_RATE:
+                changes.append(Change("delete", order["orderId"], version))
     return changes

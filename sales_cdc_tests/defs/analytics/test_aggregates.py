@@ -5,12 +5,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pyiceberg import expressions as ice
 
 from sales_cdc.defs.analytics import assets
 from sales_cdc.defs.analytics.assets import AGGREGATES, ASSETS
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
 from sales_cdc.defs.lake.projection import orders_current
+from sales_cdc.emulator.iceberg import IcebergTables
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.lake_catalog import iceberg_catalog
 from sales_cdc.resources.query import DuckDBQueryEngine
 from sales_cdc.settings import SettingsError
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
@@ -115,6 +118,12 @@ def refresh(
     selection=None,
     instance: dg.DagsterInstance | None = None,
 ) -> dg.ExecuteInProcessResult:
+    # order_days is dynamic: the days exist as partitions once aggregates_sensor added them.
+    instance = instance or dg.DagsterInstance.ephemeral()
+    known = set(instance.get_dynamic_partitions("order_days"))
+    days = [d for d in ("2026-02-28", DAY, NEXT_DAY) if d not in known]
+    if days:
+        instance.add_dynamic_partitions("order_days", days)
     return dg.materialize(
         [*ASSETS, *ASSET_CHECKS],
         resources=resources(aws),
@@ -132,7 +141,21 @@ def table(aws: AwsResource, name: str, day: str = DAY) -> list[dict]:
     return sorted(rows, key=lambda row: [str(v) for v in row.values()])
 
 
+def days(aws: AwsResource, name: str) -> set[str]:
+    """The order days an aggregate table holds rows of."""
+    sql = f"SELECT DISTINCT order_date FROM {name}"  # noqa: S608 - test's own names
+    return {r[0] for r in DuckDBQueryEngine(aws=aws).query(sql).rows}
+
+
+def day_files(aws: AwsResource, name: str, day: str) -> set[str]:
+    """The data files of one order day of an Iceberg table."""
+    tables = IcebergTables(iceberg_catalog(aws), aws.stack().database)
+    scan = tables.load(name).scan(row_filter=ice.EqualTo("order_date", day))
+    return {task.file.file_path for task in scan.plan_files()}
+
+
 def partitions(aws: AwsResource, name: str) -> dict[str, str]:
+    """Glue partitions of a Hive-format table (orders_current on this branch)."""
     catalog = DuckDBQueryEngine(aws=aws).catalog()
     return {
         p["Values"][0]: p["StorageDescriptor"]["Location"] for p in catalog.get_partitions(name)
@@ -170,7 +193,7 @@ def sales(rows: list[dict], *keys: str) -> dict[tuple, tuple]:
 def test_every_aggregate_is_exact_on_hand_made_orders(lake: AwsResource) -> None:
     result = refresh(lake)
     assert result.success
-    assert all(checks(result).values()) and len(checks(result)) == 8
+    assert all(checks(result).values()) and len(checks(result)) == 10
 
     by_product = table(lake, "daily_sales_by_product")
     assert sales(by_product, "product_id", "currency") == {
@@ -221,7 +244,9 @@ def test_every_aggregate_is_exact_on_hand_made_orders(lake: AwsResource) -> None
     assert status_meta["cancel_rate"] == pytest.approx(1 / 6, abs=1e-6)
     # only the materialized day exists
     for name in AGGREGATES:
-        assert set(partitions(lake, name)) == {DAY}
+        assert days(lake, name) == {DAY}
+    assert product_meta["rows_written"] == 3 and product_meta["files_written"] == 1
+    assert product_meta["bytes_written"] > 0
 
 
 def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
@@ -230,7 +255,7 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     assert refresh(lake, DAY).success
     assert refresh(lake, NEXT_DAY).success
     before = {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES}
-    next_day_files = {name: partitions(lake, name)[NEXT_DAY] for name in AGGREGATES}
+    next_day_files = {name: day_files(lake, name, NEXT_DAY) for name in AGGREGATES}
     catalog = DuckDBQueryEngine(aws=lake).catalog()
     sizes = {
         day: sum(o["Size"] for o in catalog.list_objects(location))
@@ -242,7 +267,7 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     # re-running DAY gives the same rows and leaves NEXT_DAY's files where they were
     after = {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES}
     assert after == before
-    assert {name: partitions(lake, name)[NEXT_DAY] for name in AGGREGATES} == next_day_files
+    assert {name: day_files(lake, name, NEXT_DAY) for name in AGGREGATES} == next_day_files
     assert table(lake, "daily_sales_by_product", NEXT_DAY)[0]["net_revenue"] == D("10.00")
 
     # NEXT_DAY's only order is deleted: refreshing that day leaves it with no rows at all
@@ -267,7 +292,7 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     assert metadata(result, "daily_sales_by_product")["days_without_orders"] == 1
     for name in AGGREGATES:
         assert table(lake, name, NEXT_DAY) == []
-        assert set(partitions(lake, name)) == {DAY}
+        assert days(lake, name) == {DAY} and day_files(lake, name, NEXT_DAY) == set()
         assert table(lake, name) == before[name][0]
 
     # refreshing DAY read exactly DAY's partition of orders_current, nothing of the other days
@@ -284,7 +309,7 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
         },
     )
     assert result.success
-    assert all(checks(result).values()) and len(checks(result)) == 8
+    assert all(checks(result).values()) and len(checks(result)) == 10
     materialized = result.asset_materializations_for_node("athena__daily_sales_by_category")
     assert sorted(m.partition for m in materialized) == ["2026-02-28", DAY, NEXT_DAY]
     meta = metadata(result, "daily_sales_by_category")
@@ -292,16 +317,14 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
     assert meta["net_revenue"] == {"GBP": "7.25", "USD": "53.47"}
     assert (meta["first_day"], meta["last_day"]) == ("2026-02-28", NEXT_DAY)
     for name in AGGREGATES:
-        assert set(partitions(lake, name)) == {DAY, NEXT_DAY}
+        assert days(lake, name) == {DAY, NEXT_DAY}
     assert sales(table(lake, "daily_sales_by_category", NEXT_DAY), "category") == {
         ("Tools",): (1, 1, D("10.00"), D("0.00"), D("10.00"), 0, D("0.00"), 0, D("0.00"))
     }
 
 
 def _tamper(aws: AwsResource, name: str, select: str) -> None:
-    DuckDBQueryEngine(aws=aws).write_table(
-        name, select, partitioned_by=["order_date"], replace_partitions=[[DAY]]
-    )
+    DuckDBQueryEngine(aws=aws).replace_rows(name, select, where=f"order_date = '{DAY}'")
 
 
 def test_checks_fail_when_a_partition_is_tampered_with(lake: AwsResource) -> None:
@@ -350,7 +373,7 @@ def test_checks_fail_when_a_partition_is_tampered_with(lake: AwsResource) -> Non
 def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assets.order_days.start.strftime("%Y-%m-%d") == assets._partitions_start()
+    assert assets._partitions_start() == assets.START_DATE
     stack_yaml = (Path(__file__).parents[3] / "infra" / "stack.yaml").read_text()
     (tmp_path / "stack.yaml").write_text(
         stack_yaml.replace('partitions_start: "2025-01-01"', 'partitions_start: "last year"')
@@ -358,3 +381,52 @@ def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
     monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(tmp_path))
     with pytest.raises(SettingsError, match=r"analytics.partitions_start='last year'.*YYYY-MM-DD"):
         assets._partitions_start()
+
+
+def test_customer_behaviour_is_exact_and_its_checks_can_fail(lake: AwsResource) -> None:
+    with dg.instance_for_test() as instance:
+        result = refresh(lake, instance=instance)
+        assert result.success
+        keys = ("customer_country", "channel", "payment_method", "currency")
+        measures = (
+            "orders",
+            "units",
+            "net_revenue",
+            "cancelled_orders",
+            "returned_orders",
+            "customers",
+            "day_customers",
+            "day_repeat_customers",
+        )
+        # every order of ORDERS is customer c-1's: one customer of the day, buying four times
+        assert {
+            tuple(r[k] for k in keys): tuple(r[m] for m in measures)
+            for r in table(lake, "daily_customer_behaviour")
+        } == {
+            ("GB", "WEB", "CARD", "USD"): (3, 6, D("43.47"), 1, 0, 1, 1, 1),
+            ("GB", "WEB", "CARD", "GBP"): (1, 1, D("7.25"), 0, 1, 1, 1, 1),
+        }
+        meta = metadata(result, "daily_customer_behaviour")
+        assert meta["net_revenue"] == {"GBP": "7.25", "USD": "43.47"}
+        assert (meta["customers"], meta["repeat_customers"], meta["rows"]) == (1, 1, 2)
+        assert refresh(lake, NEXT_DAY, instance=instance).success
+
+        # one row states other day figures, and its revenue no longer matches orders_current
+        _tamper(
+            lake,
+            "daily_customer_behaviour",
+            (
+                "SELECT customer_country, channel, payment_method, currency, orders, units, "
+                "CASE WHEN currency = 'USD' THEN net_revenue + 1 ELSE net_revenue END "
+                "AS net_revenue, cancelled_orders, returned_orders, customers, "
+                "CASE WHEN currency = 'USD' THEN 5 ELSE day_customers END AS day_customers, "
+                "day_repeat_customers, order_date "
+                f"FROM daily_customer_behaviour WHERE order_date = '{DAY}'"  # noqa: S608
+            ),
+        )
+        found = checks(
+            refresh(lake, None, selection=dg.AssetSelection.all_asset_checks(), instance=instance)
+        )
+    assert found[("daily_customer_behaviour", "matches_orders_current")] is False
+    assert found[("daily_customer_behaviour", "customers_add_up")] is False
+    assert found[("daily_sales_by_product", "matches_orders_current")] is True

@@ -21,25 +21,38 @@ def tick(instance: dg.DagsterInstance, cursor: str | None):
     return aggregates_sensor(context), context
 
 
-def test_requests_exactly_the_changed_days_once() -> None:
+def _range(request: dg.RunRequest) -> tuple[str, str]:
+    if request.partition_key:
+        return request.partition_key, request.partition_key
+    key_range = request.partition_key_range
+    assert key_range is not None
+    return key_range.start, key_range.end
+
+
+def apply(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
+    """What the daemon does with a result's partition requests before launching its runs."""
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+
+
+def test_changed_days_become_partitions_and_are_refreshed_once() -> None:
     with dg.instance_for_test() as instance:
         result, _ = tick(instance, None)
         assert isinstance(result, dg.SkipReason)
 
         report(instance, changed(["2026-03-01", "2026-03-05"]))
-        # a late status change of an old order, a day before the partitions start, and a repeat
+        # a late status change of an old order, a day before the partitions start, a repeat
         report(instance, changed(["2025-01-02", "2024-12-31", "2026-03-05"]))
         result, _ = tick(instance, None)
         assert isinstance(result, dg.SensorResult)
-        requests = result.run_requests
-        assert sorted(r.partition_key for r in requests) == [
-            "2025-01-02",
-            "2026-03-01",
-            "2026-03-05",
-        ]
-        assert all(list(r.asset_selection) == AGGREGATE_KEYS for r in requests)
-        assert all(len(r.asset_check_keys) == 8 for r in requests)
-        assert len({r.run_key for r in requests}) == 3
+        (added,) = result.dynamic_partitions_requests
+        assert added.partitions_def_name == "order_days"
+        assert list(added.partition_keys) == ["2025-01-02", "2026-03-01", "2026-03-05"]
+        (request,) = result.run_requests  # one run for every changed day
+        assert _range(request) == ("2025-01-02", "2026-03-05")
+        assert list(request.asset_selection) == AGGREGATE_KEYS
+        assert len(request.asset_check_keys) == 10
+        apply(instance, result)
         cursor = result.cursor
 
         # nothing new: nothing requested, the same cursor
@@ -52,13 +65,28 @@ def test_requests_exactly_the_changed_days_once() -> None:
         report(instance, {"rows": 10})
         quiet, _ = tick(instance, cursor)
         assert quiet.run_requests == [] and int(quiet.cursor) > int(cursor)
+        assert quiet.dynamic_partitions_requests == []
 
         # the same day changing again later is a new request with a new run key
         report(instance, changed(["2026-03-01"]))
         later, _ = tick(instance, quiet.cursor)
-        (request,) = later.run_requests
-        assert request.partition_key == "2026-03-01"
-        assert request.run_key not in {r.run_key for r in requests}
+        (single,) = later.run_requests
+        assert single.partition_key == "2026-03-01"
+        assert single.run_key != request.run_key
+        assert later.dynamic_partitions_requests == []  # the day is a partition already
+
+        # values that are not days are never partitions; a new day goes after the known ones
+        report(instance, changed(["not-a-day", "2026-13-01", "2026-03-07", "2026-03-05"]))
+        odd, _ = tick(instance, later.cursor)
+        assert list(odd.dynamic_partitions_requests[0].partition_keys) == ["2026-03-07"]
+        assert _range(odd.run_requests[0]) == ("2026-03-05", "2026-03-07")
+        apply(instance, odd)
+        assert instance.get_dynamic_partitions("order_days") == [
+            "2025-01-02",
+            "2026-03-01",
+            "2026-03-05",
+            "2026-03-07",
+        ]
 
 
 def test_sensor_is_running_by_default_and_loads_with_the_code_location() -> None:

@@ -10,8 +10,10 @@ from sales_cdc.defs.lake.catalog import (
     raw_cdc_columns,
     raw_cdc_partition_keys,
 )
+from sales_cdc.landing_format import LANDING_COLUMNS
 from sales_cdc.resources import build_resources
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.lake_catalog import as_table_input
 from sales_cdc.settings import Settings
 from sales_cdc.stack import load_declaration
 from sales_cdc_tests.emulator.test_crawler import HOUR_10, HOUR_11, landing_row, put_landing
@@ -35,7 +37,7 @@ def test_materializing_runs_the_crawler_and_the_checks_pass(
     metadata = result.asset_materializations_for_node("glue__orders_cdc")[0].metadata
     assert metadata["partitions"].value == 2 and metadata["partitions_added"].value == 2
     assert metadata["objects_read"].value == 2 and metadata["bytes_read"].value > 0
-    assert metadata["columns"].value == len(landing_row(0)) + 1
+    assert metadata["columns"].value == len(LANDING_COLUMNS) + 1  # declared + gift_note
     assert "| gift_note | string |" in metadata["schema"].value
     checks = _checks(result)
     assert checks["raw_cdc_columns"].passed and checks["raw_cdc_partition_keys"].passed
@@ -47,22 +49,47 @@ def test_materializing_runs_the_crawler_and_the_checks_pass(
     assert metadata["columns_added"].value == "none"
 
 
-def test_checks_fail_on_a_wrong_schema(provisioned: AwsResource, local_env: Settings) -> None:
-    # A landing stream whose is_deleted flag arrived as text and whose quantity is fractional.
-    put_landing(provisioned, HOUR_10, [landing_row(1, is_deleted="false", quantity=1.5)])
+def test_odd_values_leave_the_declared_schema_and_the_checks_green(
+    provisioned: AwsResource, local_env: Settings
+) -> None:
+    # is_deleted as text, a fractional quantity, a list amount: the declared types stay.
+    odd = landing_row(1, is_deleted="false", quantity=1.5, total_amount=[1, "x"])
+    put_landing(provisioned, HOUR_10, [odd, landing_row(2)])
 
-    result = dg.materialize(CATALOG, resources=build_resources(local_env), raise_on_error=False)
+    result = dg.materialize(CATALOG, resources=build_resources(local_env))
 
-    check = _checks(result)["raw_cdc_columns"]
+    checks = _checks(result)
+    assert checks["raw_cdc_columns"].passed and checks["raw_cdc_partition_keys"].passed
+    assert checks["raw_cdc_columns"].metadata["problems"].value == "none"
+
+
+def test_column_check_fails_when_a_declared_type_was_changed(
+    provisioned: AwsResource, local_env: Settings
+) -> None:
+    put_landing(provisioned, HOUR_10, [landing_row(1)])
+    dg.materialize(CATALOG, resources=build_resources(local_env))
+    stack = provisioned.stack()
+    glue = provisioned.client("glue")
+    table = glue.get_table(DatabaseName=stack.database, Name=stack.raw_table)["Table"]
+    # What a crawler left on Glue's default "update the table definition" would do.
+    for column in table["StorageDescriptor"]["Columns"]:
+        column["Type"] = {"quantity": "string", "total_amount": "bigint"}.get(
+            column["Name"], column["Type"]
+        )
+    glue.update_table(DatabaseName=stack.database, TableInput=as_table_input(table))
+
+    check = raw_cdc_columns(aws=provisioned)
+
     assert not check.passed
     problems = check.metadata["problems"].value
-    assert "is_deleted is string, expected boolean" in problems
-    assert "quantity is double, expected bigint or int" in problems
-    assert _checks(result)["raw_cdc_partition_keys"].passed
+    assert "quantity is string, declared bigint" in problems
+    assert "total_amount is bigint, declared decimal(38,6)" in problems
+    assert "provision_infrastructure" in check.metadata["fix"].value
 
 
 def test_partition_key_check_fails_on_other_partitioning(provisioned: AwsResource) -> None:
     stack = provisioned.stack()
+    provisioned.client("glue").delete_table(DatabaseName=stack.database, Name=stack.raw_table)
     provisioned.client("glue").create_table(
         DatabaseName=stack.database,
         TableInput={
@@ -77,6 +104,8 @@ def test_partition_key_check_fails_on_other_partitioning(provisioned: AwsResourc
 
 
 def test_checks_fail_when_the_table_does_not_exist(provisioned: AwsResource) -> None:
+    stack = provisioned.stack()
+    provisioned.client("glue").delete_table(DatabaseName=stack.database, Name=stack.raw_table)
     assert not raw_cdc_columns(aws=provisioned).passed
     assert not raw_cdc_partition_keys(aws=provisioned).passed
 

@@ -121,7 +121,7 @@ def test_writes_are_conditional_on_version(aws: AwsResource):
 def test_generator_asset_writes_the_mix_and_reports_it(aws: AwsResource):
     stack = aws.stack()
     ensure_order_table(aws, stack)
-    config = {"new_orders": 40, "status_updates": 0, "deletes": 0, "seed": 11}
+    config = {"new_orders": 40, "status_updates": 0, "deletes": 0, "seed": 11, "history": False}
     first = dg.materialize(
         [orders],
         resources={"aws": aws},
@@ -163,3 +163,85 @@ def test_generator_rejects_a_negative_mix(aws: AwsResource):
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = str(failure.event_specific_data.error.to_string())
     assert "new_orders" in message and "greater than or equal to 0" in message
+
+
+def test_history_walks_each_order_along_its_life_cycle_in_the_past():
+    from datetime import timedelta
+
+    from sales_cdc.defs.orders.generator import plan_history
+
+    changes = plan_history(7, 30, random.Random(4), _fake(4), NOW)
+    by_order: dict[str, list[Change]] = {}
+    for change in changes:
+        by_order.setdefault(change.order_id, []).append(change)
+    days = Counter(c.item["createdAt"][:10] for c in changes if c.kind == "insert")
+    assert sorted(days) == [
+        (NOW - timedelta(days=d)).strftime("%Y-%m-%d") for d in range(6, -1, -1)
+    ]
+    assert days[NOW.strftime("%Y-%m-%d")] < 30  # today only up to now
+    final = Counter()
+    for steps in by_order.values():
+        assert steps[0].kind == "insert" and steps[0].item["createdAt"] < utc(NOW)
+        status, version, moment = "PLACED", 1, steps[0].item["createdAt"]
+        for step in steps[1:]:
+            assert step.expected_version == version  # each write conditional on the last one
+            if step.kind == "delete":
+                assert step is steps[-1]
+                break
+            assert step.new_status in TRANSITIONS[status]
+            assert moment < step.item["updatedAt"] < utc(NOW)
+            status, version, moment = step.new_status, version + 1, step.item["updatedAt"]
+        final[status] += 1
+    # a realistic spread: most older orders delivered, some cancelled or returned, a few deleted
+    assert final["DELIVERED"] > final["CANCELLED"] > 0 and final["PLACED"] > 0
+    assert any(c.kind == "delete" for c in changes)
+
+
+def utc(moment: datetime) -> str:
+    from sales_cdc.defs.orders.generator import utc_timestamp
+
+    return utc_timestamp(moment)
+
+
+def test_sample_reads_the_table_not_item_count(aws: AwsResource):
+    from sales_cdc.defs.orders.writer import sample_orders
+
+    stack = aws.stack()
+    ensure_order_table(aws, stack)
+    ddb = aws.client("dynamodb")
+    # AWS refreshes DescribeTable's ItemCount about every six hours: a fresh table says 0.
+    # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TableDescription.html
+    ddb.meta.events.register(
+        "after-call.dynamodb.DescribeTable",
+        lambda parsed, **_: parsed.get("Table", {}).__setitem__("ItemCount", 0),
+    )
+    placed = [new_order(_fake(i), random.Random(i), NOW) for i in range(7)]
+    apply_changes(
+        ddb, stack.table_name, [Change("insert", o["orderId"], item=o) for o in placed], NOW
+    )
+    assert ddb.describe_table(TableName=stack.table_name)["Table"]["ItemCount"] == 0
+    sample = sample_orders(ddb, stack.table_name, random.Random(1))
+    assert sorted(o["orderId"] for o in sample) == sorted(o["orderId"] for o in placed)
+    more = [new_order(_fake(i), random.Random(i), NOW) for i in range(100, 160)]
+    apply_changes(
+        ddb, stack.table_name, [Change("insert", o["orderId"], item=o) for o in more], NOW
+    )
+    assert len(sample_orders(ddb, stack.table_name, random.Random(2), limit=25)) == 25
+
+
+def test_generator_seeds_history_on_an_empty_table_then_updates_it(aws: AwsResource):
+    stack = aws.stack()
+    ensure_order_table(aws, stack)
+    config = {"new_orders": 3, "status_updates": 4, "deletes": 1, "seed": 5}
+    run_config = {"ops": {"dynamodb__orders": {"config": config}}}
+    first = dg.materialize([orders], resources={"aws": aws}, run_config=run_config)
+    metadata = first.asset_materializations_for_node("dynamodb__orders")[0].metadata
+    assert metadata["history_writes"].value > 100
+    items = [from_item(i) for i in aws.client("dynamodb").scan(TableName=stack.table_name)["Items"]]
+    created_days = {i["createdAt"][:10] for i in items}
+    assert len(created_days) == 7
+    second = dg.materialize([orders], resources={"aws": aws}, run_config=run_config)
+    metadata = second.asset_materializations_for_node("dynamodb__orders")[0].metadata
+    assert metadata["history_writes"].value == 0  # only an empty table gets a history
+    assert (metadata["inserted"].value, metadata["updated"].value) == (3, 4)
+    assert metadata["deleted"].value == 1 and metadata["writes_per_second"].value > 0
