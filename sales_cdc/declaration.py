@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,11 +201,18 @@ def _key_lines(node: yaml.Node, path: tuple[str, ...] = ()) -> dict[tuple[str, .
     return lines
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     text = path.read_text()
     try:
-        declared = yaml.safe_load(text)
-        node = yaml.compose(text)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()  # one pass: the node tree gives the key lines
+            declared = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -272,6 +280,14 @@ def load_declaration(env: str, path: Path) -> dict[str, Any]:
             f"SALES_CDC_INFRA_DIR={str(path.parent)!r} has no stack.yaml. "
             "Unset SALES_CDC_INFRA_DIR to use the repository's infra/ folder."
         )
+    stat = path.stat()
+    # Several modules load it; one validation per version of the file (a copy per caller).
+    return copy.deepcopy(_validated(env, str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _validated(env: str, resolved: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    path = Path(resolved)
     declared, lines = _parse(path)
     problems = _problems(declared, lines, path)
     if problems:

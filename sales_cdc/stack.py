@@ -241,6 +241,7 @@ class Stack:
             "errors_prefix": self.errors_prefix,
             "database": self.database,
             "curated_prefix": self.curated_prefix,
+            "errors_archive_prefix": self.declared["lake"]["errors_archive_prefix"],
             "athena_results_prefix": self.declared["lake"]["athena_results_prefix"],
             "artifact_prefix": self.artifact_prefix,
             "checkpoint_table_arn": self._arn("dynamodb", f"table/{checkpoint_table_name(self)}"),

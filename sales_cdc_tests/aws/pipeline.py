@@ -37,6 +37,15 @@ def _checks(result: Any) -> dict[str, bool]:
     }
 
 
+def _failures(result: Any) -> list[str]:
+    """The failed steps of a run, with the first line of their error."""
+    return [
+        f"{e.step_key}: {(e.event_specific_data.error.message or '').strip().splitlines()[0]}"
+        for e in result.all_events
+        if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+    ]
+
+
 def _metadata(result: Any, key: dg.AssetKey) -> dict[str, Any]:
     (materialization,) = [
         m for m in result.get_asset_materialization_events() if m.asset_key == key
@@ -136,11 +145,22 @@ def run() -> dict[str, Any]:
 
     crawl = _job(defs, "aws_test_crawl", [dg.AssetKey(["glue", "orders_cdc"])])
     result = crawl.execute_in_process(instance=instance, raise_on_error=False)
-    step("crawl", success=result.success, checks=_checks(result), columns=_raw_table_columns(aws))
+    step(
+        "crawl",
+        success=result.success,
+        checks=_checks(result),
+        failures=_failures(result),
+        columns=_raw_table_columns(aws),
+    )
 
     current = _job(defs, "aws_test_orders_current", [dg.AssetKey(["athena", "orders_current"])])
     result = current.execute_in_process(instance=instance, raise_on_error=False)
-    step("orders_current", success=result.success, checks=_checks(result))
+    step(
+        "orders_current",
+        success=result.success,
+        checks=_checks(result),
+        failures=_failures(result),
+    )
 
     aggregates = [
         key
@@ -157,12 +177,15 @@ def run() -> dict[str, Any]:
         result = aggregate_job.execute_in_process(
             instance=instance, partition_key=day, raise_on_error=False
         )
-        results.append((day, result.success, _checks(result)))
+        results.append((day, result.success, _checks(result), _failures(result)))
     step(
         "aggregates",
         days=days,
-        success=all(ok for _, ok, _ in results),
-        checks={f"{day}/{name}": ok for day, _, checks in results for name, ok in checks.items()},
+        success=all(ok for _, ok, _, _ in results),
+        checks={
+            f"{day}/{name}": ok for day, _, checks, _ in results for name, ok in checks.items()
+        },
+        failures=[f"{day}: {failure}" for day, _, _, failures in results for failure in failures],
     )
 
     dead_letters = dg.Definitions(

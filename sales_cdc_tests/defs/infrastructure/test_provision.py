@@ -249,7 +249,7 @@ def test_provisioning_job_is_idempotent_and_reports_each_op(aws: AwsResource):
     assert actions == {"created"}
     second = provision_infrastructure.execute_in_process(resources={"aws": aws})
     rows = second.output_for_node("provisioning_summary")
-    assert {row["action"] for row in rows} == {"unchanged"} and len(rows) == 16
+    assert {row["action"] for row in rows} == {"unchanged"} and len(rows) == 17
     materializations = [
         e
         for e in second.all_events
