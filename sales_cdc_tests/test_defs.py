@@ -15,11 +15,23 @@ ASSETS = {
     "athena/daily_order_status",
     "athena/hourly_revenue",
     "athena/daily_customer_behaviour",
+    "sqs/orders_cdc_dead_letters",
 }
-JOBS = {"provision_infrastructure", "teardown_infrastructure", "maintain_lake_tables"}
-SCHEDULES = {"order_generator_schedule", "crawler_schedule", "maintain_lake_tables_schedule"}
+JOBS = {
+    "provision_infrastructure",
+    "teardown_infrastructure",
+    "maintain_lake_tables",
+    "redrive_failed_records",
+    "dead_letter_check",
+}
+SCHEDULES = {
+    "order_generator_schedule",
+    "crawler_schedule",
+    "maintain_lake_tables_schedule",
+    "dead_letter_check_schedule",
+}
 SENSORS = {"landing_objects_sensor", "aggregates_sensor"}
-RESOURCES = {"aws", "s3", "query_engine", "crawler"}
+RESOURCES = {"aws", "s3", "query_engine", "crawler", "transform"}
 
 
 def test_code_location_loads_with_every_definition():
