@@ -86,6 +86,64 @@ def _wait_http(url: str, timeout: float, child: Child) -> None:
     raise DemoError(f"{child.name} did not answer on {url} within {timeout:.0f}s:\n{_tail(child)}")
 
 
+def _process_tree() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> dict[int, str | None]:
+    """Every process below `pid` with its start time (to tell a reused pid apart); Linux only."""
+    if not Path("/proc").is_dir():
+        return {}
+    tree, found, todo = _process_tree(), {}, [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            if child not in found:
+                found[child] = _start_time(child)
+                todo.append(child)
+    return found
+
+
+def running(pid: int, started: str | None) -> bool:
+    """The process recorded as (pid, start time) still runs (not gone, reused, or a zombie)."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return started is not None and fields[19] == started and fields[0] != "Z"
+
+
+def _end_leftovers(processes: dict[int, str | None], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL, what is left of `processes` (only the very processes recorded)."""
+    alive = {pid for pid, started in processes.items() if running(pid, started)}
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = {pid for pid in alive if running(pid, processes[pid])}
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {pid for pid in alive if running(pid, processes[pid])}
+
+
 def _tail(child: Child, lines: int = 30) -> str:
     child.log.flush()
     text = child.log_path.read_text(errors="replace").splitlines()
@@ -271,6 +329,9 @@ class Demo:
             child.log.close()
         self.one_shots.clear()
         for child in reversed(self.children):
+            # What the child started itself (dagster dev's webserver, daemon, code servers) is
+            # ended too when the child leaves it behind (e.g. killed after its timeout).
+            below = descendants(child.process.pid)
             if child.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.process.pid, signal.SIGTERM)
@@ -279,6 +340,7 @@ class Demo:
                 except subprocess.TimeoutExpired:
                     os.killpg(child.process.pid, signal.SIGKILL)
                     child.process.wait()
+            _end_leftovers(below)
             print(f"  stopped {child.name}", flush=True)
             child.log.close()
         self.children.clear()

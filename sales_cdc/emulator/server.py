@@ -226,6 +226,26 @@ def _bound_streams_memory() -> None:
     Shard.get_min_sequence_number = lambda self: next(iter(self.records), 0)  # type: ignore[method-assign]
 
 
+def _stop_tracking_every_instance() -> None:
+    """Stop moto from keeping a reference to every model object it ever created.
+
+    moto's BaseModel appends each new instance to a class-level list (for its /moto-api dashboard),
+    so every stream record, Kinesis record, shard iterator, item copy and deleted S3 object stays
+    in memory for the life of the server, whatever was trimmed or deleted. The emulator does not
+    use that dashboard: objects live as long as the service state refers to them, as they should.
+    """
+    from moto.core.common_models import BaseModel
+
+    if getattr(BaseModel.__new__, "_sales_cdc_patched", False):
+        return
+
+    def __new__(cls, *args: object, **kwargs: object):  # noqa: N807 - replaces moto's __new__
+        return object.__new__(cls)
+
+    __new__._sales_cdc_patched = True  # type: ignore[attr-defined]
+    BaseModel.__new__ = staticmethod(__new__)  # type: ignore[assignment]
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -282,6 +302,7 @@ class Emulator:
         _treat_loopback_as_secure_transport()
         _glue_update_table_checks_version_id()
         _bound_streams_memory()
+        _stop_tracking_every_instance()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()

@@ -165,3 +165,17 @@ def test_kinesis_reads_cost_the_same_on_a_long_shard(aws) -> None:
             break
     assert seen == [f"r{n}" for n in range(3000)]  # every record, in order, once
     kinesis.delete_stream(StreamName=name)
+
+
+def test_moto_keeps_no_reference_to_objects_it_dropped(emulator) -> None:
+    import gc
+    import weakref
+
+    from moto.dynamodbstreams.models import ShardIterator
+
+    # started by the session's Emulator: every model object lives only as long as state needs it
+    iterator = ShardIterator.__new__(ShardIterator)
+    ref = weakref.ref(iterator)
+    del iterator
+    gc.collect()
+    assert ref() is None

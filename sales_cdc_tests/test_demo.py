@@ -1,0 +1,37 @@
+"""`sales-cdc demo`'s process handling (the whole demo runs in test_browser_demo.py)."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sales_cdc.demo import Child, Demo, descendants, running
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
+
+
+def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -> None:
+    # a child that starts a grandchild in a session of its own, then ignores SIGTERM itself
+    script = (
+        "import subprocess, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'],"
+        " start_new_session=True)\n"
+        "time.sleep(300)\n"
+    )
+    log_path = tmp_path / "child.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=log)
+    deadline = time.monotonic() + 30
+    while not (below := descendants(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert below, "the grandchild never started"
+    demo = Demo(emulator_port=1, ui_port=2, state_dir=tmp_path)
+    demo.children.append(Child("child", process, log_path, log))
+    started = time.monotonic()
+    demo.stop()
+    assert process.poll() is not None
+    assert not any(running(pid, start) for pid, start in below.items())
+    assert time.monotonic() - started < 60
