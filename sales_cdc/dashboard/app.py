@@ -83,10 +83,11 @@ def sales_performance(data: DashboardData, params: dict[str, Any], tables: set[s
     cols = st.columns(len(frame["currency"].unique()) + 1)
     day_orders = frame[frame["order_date"] == today]["orders"].sum()
     prev_orders = frame[frame["order_date"] == yesterday]["orders"].sum()
+    had_day_before = bool((frame["order_date"] == yesterday).any())
     cols[0].metric(
         f"Orders on {today}",
         f"{int(day_orders):,}",
-        delta=f"{int(day_orders - prev_orders):+,} vs day before",
+        delta=f"{int(day_orders - prev_orders):+,} vs day before" if had_day_before else None,
     )
     for col, currency in zip(cols[1:], sorted(frame["currency"].unique()), strict=True):
         rows = frame[frame["currency"] == currency]
@@ -95,7 +96,7 @@ def sales_performance(data: DashboardData, params: dict[str, Any], tables: set[s
         col.metric(
             f"Net revenue on {today} · {currency}",
             f"{now:,.2f}",
-            delta=f"{now - before:+,.2f} vs day before",
+            delta=f"{now - before:+,.2f} vs day before" if had_day_before else None,
         )
 
     st.subheader("Net revenue and orders per day")
@@ -224,7 +225,7 @@ def products(data: DashboardData, params: dict[str, Any], tables: set[str]) -> N
                         title=f"{title} ({currency})" if measure == "net_revenue" else title,
                     ),
                     y=alt.Y("product_name:N", sort="-x", title=None),
-                    color=alt.Color("category:N"),
+                    color=alt.Color("category:N", legend=alt.Legend(orient="bottom")),
                     tooltip=tooltip,
                 )
             )
