@@ -1,6 +1,7 @@
 """The dashboard's layout, run headless with Streamlit's AppTest over the test lake."""
 
 import datetime as dt
+import socket
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -89,3 +90,14 @@ def test_streamlit_runs_on_loopback_without_usage_statistics() -> None:
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
     } <= set(command)
+
+
+def test_a_port_in_use_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from sales_cdc.cli import main
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["dashboard", "--port", str(port)]) == 1
+    assert f"Port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
