@@ -15,8 +15,8 @@ ASSETS = {
     "athena/daily_order_status",
     "athena/hourly_revenue",
 }
-JOBS = {"provision_infrastructure", "teardown_infrastructure"}
-SCHEDULES = {"order_generator_schedule", "crawler_schedule"}
+JOBS = {"provision_infrastructure", "teardown_infrastructure", "maintain_lake_tables"}
+SCHEDULES = {"order_generator_schedule", "crawler_schedule", "maintain_lake_tables_schedule"}
 SENSORS = {"landing_objects_sensor", "aggregates_sensor"}
 RESOURCES = {"aws", "s3", "query_engine", "crawler"}
 

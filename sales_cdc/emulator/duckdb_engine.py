@@ -19,11 +19,12 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
+import functools
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import duckdb
@@ -33,7 +34,19 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import sqlglot
+from pyiceberg import expressions as ice
 from sqlglot import exp
+
+from sales_cdc.emulator.iceberg import (
+    Committed,
+    IcebergError,
+    IcebergTables,
+    Maintained,
+    ObjectStore,
+    parse_ddl,
+    parse_predicate,
+    to_row_filter,
+)
 
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
@@ -238,7 +251,6 @@ class ReadStats:
 
     bytes_scanned: int = 0
     files: int = 0
-    tables: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -251,6 +263,17 @@ class WriteOutcome:
     location: str
     partitions: list[tuple[str, ...]]
     stale_locations: list[str]
+
+
+@dataclass
+class IcebergWrite:
+    """What one Iceberg write committed and what computing it read."""
+
+    committed: Committed
+    bytes_scanned: int
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
 
 
 # -- partition pruning ------------------------------------------------------------------------
@@ -298,6 +321,34 @@ def _pruning_for(table: exp.Table) -> dict[str, set[str]]:
     return partition_filters_of(select)
 
 
+def _predicates_for(table: exp.Table) -> list[exp.Expression]:
+    """The AND-ed conjuncts of the WHERE of the SELECT `table` is the only source of (copies)."""
+    select = table.find_ancestor(exp.Select)
+    if select is None:
+        return []
+    sources = [t for t in select.find_all(exp.Table) if t.find_ancestor(exp.Select) is select]
+    where = select.args.get("where")
+    if len(sources) != 1 or select.args.get("joins") or where is None:
+        return []
+    conjuncts = where.this.flatten() if isinstance(where.this, exp.And) else [where.this]
+    return [c.copy() for c in conjuncts]
+
+
+def is_iceberg(table: Mapping[str, Any]) -> bool:
+    """Whether a Glue table is an Apache Iceberg table (Parameters table_type=ICEBERG)."""
+    return str((table.get("Parameters") or {}).get("table_type", "")).upper() == "ICEBERG"
+
+
+@dataclass
+class Read:
+    """One table a query reads: its catalog name, the name DuckDB sees, what may prune it."""
+
+    name: str
+    registered: str
+    partition_filter: dict[str, set[str]]
+    predicates: list[exp.Expression]
+
+
 class DuckDBEngine:
     """Athena SQL over Glue-cataloged S3 data, executed by an in-process DuckDB."""
 
@@ -308,6 +359,7 @@ class DuckDBEngine:
         curated_location: str | None = None,
         read_threads: int = READ_THREADS,
         delete_location: Callable[[str], Any] | None = None,
+        iceberg: IcebergTables | None = None,
     ) -> None:
         self.catalog = catalog
         self.filesystem = filesystem
@@ -315,6 +367,8 @@ class DuckDBEngine:
         self.read_threads = read_threads
         # Object stores: delete by prefix (pyarrow's delete_dir leaves parent "folder" markers).
         self.delete_location = delete_location
+        # Iceberg tables are read (with row filters pushed down) and written through pyiceberg.
+        self.iceberg = iceberg
 
     # -- reading -------------------------------------------------------------------------------
     def _objects(self, location: str) -> list[pafs.FileInfo]:
@@ -401,12 +455,14 @@ class DuckDBEngine:
         partition_filter: Mapping[str, str | Iterable[str]] | None = None,
         optional_columns: Mapping[str, str] | None = None,
         stats: ReadStats | None = None,
+        predicates: Sequence[exp.Expression] = (),
         with_path: bool = False,
     ) -> pa.Table:
-        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows.
+        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows
+        (Iceberg tables: only the data files the query's `predicates` can match).
 
-        A filter on the pseudo-column "$path" (s3://bucket/key) reads only those objects, without
-        listing the partitions' folders; `with_path` adds "$path" as a column.
+        Raw tables: a filter on the pseudo-column "$path" (s3://bucket/key) reads only those
+        objects, without listing the partitions' folders; `with_path` adds "$path" as a column.
         """
         table = self.catalog.get_table(name)
         if table is None:
@@ -414,6 +470,8 @@ class DuckDBEngine:
                 f"Table {name!r} is not in the Glue catalog. Run the crawler (raw tables) or "
                 "materialize the asset that writes it."
             )
+        if is_iceberg(table):
+            return self._read_iceberg(name, predicates, optional_columns, stats)
         descriptor = table["StorageDescriptor"]
         columns = [(c["Name"].lower(), c["Type"]) for c in descriptor.get("Columns", [])]
         keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
@@ -479,27 +537,58 @@ class DuckDBEngine:
             size = sum(info.size for _, info in work)
             stats.bytes_scanned += size
             stats.files += len(work)
-            stats.tables[name] = stats.tables.get(name, 0) + size
         return result
 
-    # -- querying ------------------------------------------------------------------------------
-    def transpile(self, sql: str) -> tuple[str, list[tuple[str, str, dict[str, set[str]]]]]:
-        """DuckDB SQL for Athena SQL, and the (catalog table, registered name, filters) it reads.
+    def _tables(self) -> IcebergTables:
+        if self.iceberg is None:
+            raise EngineError("This engine has no Iceberg catalog to read or write Iceberg tables.")
+        return self.iceberg
 
-        Filters may hold "$path" (an equality / IN on the pseudo-column prunes the objects read).
+    def _read_iceberg(
+        self,
+        name: str,
+        predicates: Sequence[exp.Expression],
+        optional_columns: Mapping[str, str] | None,
+        stats: ReadStats | None,
+    ) -> pa.Table:
+        """An Iceberg table's rows, scanning only what the AND-ed `predicates` can match."""
+        tables = self._tables()
+        columns = tables.arrow_schema(name).names
+        filters = [f for f in (to_row_filter(p, columns) for p in predicates) if f is not None]
+        row_filter = functools.reduce(ice.And, filters) if filters else ice.AlwaysTrue()
+        try:
+            data, files, size = tables.scan(name, row_filter)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        for column, hive_type in (optional_columns or {}).items():
+            if column.lower() not in data.column_names:
+                data = data.append_column(
+                    column.lower(), pa.nulls(data.num_rows, hive_to_arrow(hive_type))
+                )
+        if stats is not None:
+            stats.bytes_scanned += size
+            stats.files += files
+        return data
+
+    # -- querying ------------------------------------------------------------------------------
+    def transpile(self, sql: str) -> tuple[str, list[Read]]:
+        """DuckDB SQL for Athena SQL, and the tables it reads (with what may prune them).
+
+        A read's partition filter may hold "$path" (an equality / IN on the pseudo-column prunes
+        the objects read).
         """
         try:
             tree = sqlglot.parse_one(sql, read="athena")
         except sqlglot.errors.ParseError as exc:
             raise EngineError(f"The query is not valid Athena SQL: {exc}") from exc
         ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-        reads: list[tuple[str, str, dict[str, set[str]]]] = []
+        reads: list[Read] = []
         for i, table in enumerate(list(tree.find_all(exp.Table))):
             name = table.name.lower()
             if not name or (name in ctes and not table.db):
                 continue
             registered = f"__t{i}_{name}"
-            reads.append((name, registered, _pruning_for(table)))
+            reads.append(Read(name, registered, _pruning_for(table), _predicates_for(table)))
             alias = table.alias or name
             table.replace(exp.to_table(registered).as_(alias))
         return tree.sql(dialect="duckdb"), reads
@@ -517,19 +606,20 @@ class DuckDBEngine:
         connection = duckdb.connect()
         try:
             connection.execute("SET TimeZone = 'UTC'")
-            for name, registered, pruning in reads:
-                wanted = {k: set(v) for k, v in pruning.items()}
-                for key, values in ((partition_filters or {}).get(name) or {}).items():
+            for read in reads:
+                wanted = {k: set(v) for k, v in read.partition_filter.items()}
+                for key, values in ((partition_filters or {}).get(read.name) or {}).items():
                     extra = {values} if isinstance(values, str) else set(values)
                     wanted[key] = wanted[key] & extra if key in wanted else extra
                 data = self.read_table(
-                    name,
+                    read.name,
                     wanted,
-                    (optional_columns or {}).get(name),
+                    (optional_columns or {}).get(read.name),
                     stats=stats,
+                    predicates=read.predicates,
                     with_path=with_path,
                 )
-                connection.register(registered, data)
+                connection.register(read.registered, data)
             try:
                 result = connection.sql(duck_sql).to_arrow_table()
             except duckdb.Error as exc:
@@ -617,6 +707,139 @@ class DuckDBEngine:
             partitions=sorted(partitions),
             stale_locations=stale,
         )
+
+    # -- Iceberg tables ------------------------------------------------------------------------
+    def ensure_table(self, ddl: str, location: str) -> bool:
+        """Create the Iceberg table an Athena CREATE TABLE declares unless it exists."""
+        try:
+            return self._tables().create(parse_ddl(ddl), location)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+
+    def _row_filter(self, name: str, predicate: str | None) -> ice.BooleanExpression:
+        """The exact pyiceberg filter of an Athena predicate on `name`'s columns."""
+        if predicate is None:
+            return ice.AlwaysTrue()
+        columns = self._tables().arrow_schema(name).names
+        found = to_row_filter(parse_predicate(predicate), columns)
+        if found is None:
+            raise EngineError(
+                f"{predicate!r} is not a predicate the embedded engine can apply to {name}: use "
+                "=, IN, IS NULL, NOT, AND, OR over its columns and literals."
+            )
+        return found
+
+    def replace_rows(
+        self,
+        name: str,
+        select_sql: str,
+        where: str | None,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Replace the rows of `name` matching `where` (None: all) by the SELECT's, one commit."""
+        data, stats = self.query_arrow(select_sql, optional_columns)
+        try:
+            committed = self._tables().overwrite(name, data, self._row_filter(name, where))
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(committed, stats.bytes_scanned)
+
+    def append_rows(
+        self,
+        name: str,
+        select_sql: str,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Add the SELECT's rows to `name` in one commit."""
+        data, stats = self.query_arrow(select_sql, optional_columns)
+        try:
+            committed = self._tables().append(name, data)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(committed, stats.bytes_scanned)
+
+    def merge_rows(
+        self,
+        name: str,
+        source_sql: str,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> IcebergWrite:
+        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` is
+        true deletes the target row instead. Like Athena's MERGE INTO: only target rows in
+        `scope` can match, a target row matched by two source rows is an error; locally the
+        scope is read, merged in DuckDB and overwritten in one commit."""
+        tables = self._tables()
+        source, stats = self.query_arrow(source_sql, optional_columns)
+        scope_filter = self._row_filter(name, scope)
+        keys = [k.lower() for k in key]
+        flag = delete_column.lower()
+        missing = [c for c in [*keys, flag] if c not in source.column_names]
+        if missing:
+            raise EngineError(f"The merge source for {name} lacks column(s) {missing}.")
+        try:
+            target, _, size = tables.scan(name, scope_filter)
+            columns = tables.arrow_schema(name).names
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        stats.bytes_scanned += size
+        on = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        listed = ", ".join(f's."{c}"' for c in columns)
+        connection = duckdb.connect()
+        try:
+            connection.execute("SET TimeZone = 'UTC'")
+            connection.register("merge_source", source)
+            connection.register("merge_target", target)
+            twice = connection.sql(
+                f"SELECT {', '.join(keys)}, COUNT(*) AS n FROM merge_source "
+                f"GROUP BY ALL HAVING COUNT(*) > 1 LIMIT 1"
+            ).fetchall()
+            if twice:
+                raise EngineError(
+                    f"MERGE into {name}: the source has key {list(twice[0][:-1])} "
+                    f"{twice[0][-1]} times; one source row per {keys} is allowed."
+                )
+            counts = connection.sql(
+                f"SELECT "
+                f"COUNT(*) FILTER (WHERE t.matched AND COALESCE(s.{flag}, FALSE)) AS deleted, "
+                f"COUNT(*) FILTER (WHERE t.matched AND NOT COALESCE(s.{flag}, FALSE)) AS updated,"
+                f" COUNT(*) FILTER (WHERE t.matched IS NULL AND NOT COALESCE(s.{flag}, FALSE))"
+                f" AS inserted "
+                f"FROM merge_source AS s LEFT JOIN "
+                f"(SELECT DISTINCT {', '.join(keys)}, TRUE AS matched FROM merge_target) AS t "
+                f"ON {on}"
+            ).fetchall()[0]
+            merged = connection.sql(
+                f"SELECT t.* FROM merge_target AS t WHERE NOT EXISTS "
+                f"(SELECT 1 FROM merge_source AS s WHERE {on}) "
+                f"UNION ALL BY NAME "
+                f"SELECT {listed} FROM merge_source AS s WHERE NOT COALESCE(s.{flag}, FALSE)"
+            ).to_arrow_table()
+        except duckdb.Error as exc:
+            raise EngineError(f"DuckDB could not merge into {name}: {exc}") from exc
+        finally:
+            connection.close()
+        deleted, updated, inserted = (int(v or 0) for v in counts or (0, 0, 0))
+        try:
+            committed = tables.overwrite(name, merged, scope_filter)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+        return IcebergWrite(
+            committed, stats.bytes_scanned, inserted=inserted, updated=updated, deleted=deleted
+        )
+
+    def maintain(
+        self, name: str, older_than: dt.datetime, retain_last: int, store: ObjectStore
+    ) -> Maintained:
+        """Compact, expire snapshots and remove orphan files of Iceberg table `name`."""
+        try:
+            return self._tables().maintain(
+                name, older_than=older_than, retain_last=retain_last, store=store
+            )
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
 
     def _write_file(self, data: pa.Table, folder: str) -> int:
         path = fs_path(folder) + "/part-00000.parquet"

@@ -56,6 +56,49 @@ def _treat_loopback_as_secure_transport() -> None:
     IAMPolicyStatement.is_action_permitted = is_action_permitted  # type: ignore[method-assign]
 
 
+_GLUE_TABLE_LOCK = threading.Lock()
+
+
+def _glue_update_table_checks_version_id() -> None:
+    """Honour UpdateTable's VersionId as Glue does (optimistic locking of Iceberg commits).
+
+    Glue updates a table "at" the VersionId given and answers ConcurrentModificationException
+    when the table has moved on (docs: Glue API, UpdateTable, VersionId); Iceberg catalogs
+    (pyiceberg's GlueCatalog) rely on it so that two concurrent commits never silently overwrite
+    each other's metadata pointer. moto ignores the parameter: here a stale VersionId is refused
+    and the check-and-update is atomic.
+    """
+    from moto.glue.exceptions import GlueClientError
+    from moto.glue.responses import GlueResponse
+
+    original = GlueResponse.update_table
+    if getattr(original, "_sales_cdc_patched", False):
+        return
+
+    class ConcurrentModificationException(GlueClientError):
+        def __init__(self, message: str) -> None:
+            super().__init__("ConcurrentModificationException", message)
+
+    def update_table(self: GlueResponse):  # type: ignore[no-untyped-def]
+        version_id = self.parameters.get("VersionId")
+        with _GLUE_TABLE_LOCK:
+            if version_id is not None:
+                table_input = self.parameters.get("TableInput") or {}
+                table = self.glue_backend.get_table(
+                    self.parameters.get("DatabaseName"), table_input.get("Name")
+                )
+                current = str(table._current_version)
+                if str(version_id) != current:
+                    raise ConcurrentModificationException(
+                        f"Table {table_input.get('Name')} is at version {current}, "
+                        f"not {version_id}: it was modified concurrently."
+                    )
+            return original(self)
+
+    update_table._sales_cdc_patched = True  # type: ignore[attr-defined]
+    GlueResponse.update_table = update_table  # type: ignore[method-assign]
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -107,6 +150,7 @@ class Emulator:
     def start(self) -> Emulator:
         _check_port_free(self.port)
         _treat_loopback_as_secure_transport()
+        _glue_update_table_checks_version_id()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)
         self._server.start()

@@ -275,3 +275,49 @@ class LakeCatalog:
         table_input = as_table_input(table)
         table_input["Parameters"] = {**(table.get("Parameters") or {}), **parameters}
         self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
+
+
+def iceberg_catalog(aws: Any) -> Any:
+    """A pyiceberg GlueCatalog + PyArrow S3 FileIO for the deployment (the embedded engine's writer).
+
+    Glue calls go through the deployment's own boto3 client (endpoint, region, retries); data
+    and metadata files through pyarrow's S3 filesystem at the same endpoint. Only the local
+    environment uses it: on AWS, Athena writes the Iceberg tables.
+    """
+    import os
+
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    settings = aws.settings
+    properties = {
+        "py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO",
+        "s3.region": settings.region,
+        "s3.access-key-id": aws.aws_access_key_id or os.environ.get("AWS_ACCESS_KEY_ID", ""),
+        "s3.secret-access-key": aws.aws_secret_access_key
+        or os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+    }
+    if settings.endpoint_url:
+        properties["s3.endpoint"] = settings.endpoint_url
+        properties["s3.force-virtual-addressing"] = "false"
+    return GlueCatalog(f"{aws.prefix}-lake", client=aws.client("glue"), **properties)
+
+
+class S3Objects:
+    """List and delete the objects under an s3:// prefix (orphan-file removal of Iceberg tables)."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def list(self, uri: str) -> list[tuple[str, int, int]]:
+        """(s3 uri, size, LastModified in epoch milliseconds) of every object under `uri`."""
+        bucket, prefix = split_uri(uri.rstrip("/") + "/")
+        found: list[tuple[str, int, int]] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                modified = int(obj["LastModified"].timestamp() * 1000)
+                found.append((f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), modified))
+        return found
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_uri(uri)
+        self.s3.delete_object(Bucket=bucket, Key=key)

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
-import uuid
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 import sqlglot
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from sqlglot import exp
 
 from sales_cdc.resources.aws import AwsResource
-from sales_cdc.resources.lake_catalog import LakeCatalog
-from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql
+from sales_cdc.resources.lake_catalog import LakeCatalog, S3Objects, iceberg_catalog
+from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql, sql_names
 
 __all__ = [
     "AthenaQueryEngine",
     "DuckDBQueryEngine",
+    "MaintenanceResult",
     "QueryEngine",
     "QueryFailedError",
     "QueryResult",
     "WriteResult",
     "read_sql",
 ]
-
-CTAS_PARTITION_LIMIT = 100  # Athena: a CTAS / INSERT INTO writes at most 100 partitions.
 
 
 class QueryFailedError(RuntimeError):
@@ -63,12 +60,38 @@ class QueryResult:
 
 @dataclass
 class WriteResult:
-    """What a table write produced: where, which partitions, what it scanned."""
+    """What a table write produced and what computing it scanned.
+
+    rows_written: rows the write added or changed (a merge: inserted + updated + deleted);
+    rows_inserted / rows_updated / rows_deleted: a merge's split where the engine reports it
+    (the embedded engine does; Athena reports only the total, these are then None).
+    """
 
     table: str
-    location: str
-    partitions: list[tuple[str, ...]]
-    bytes_scanned: int
+    rows_written: int = 0
+    files_written: int = 0
+    bytes_written: int = 0
+    bytes_scanned: int = 0
+    query_ids: list[str] = field(default_factory=list)
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    # The hand-made Parquet format of write_table only (goes with it).
+    location: str = ""
+    partitions: list[tuple[str, ...]] = field(default_factory=list)
+
+
+@dataclass
+class MaintenanceResult:
+    """An Iceberg table's data files and snapshots before and after maintenance."""
+
+    table: str
+    data_files_before: int | None
+    data_files_after: int | None
+    snapshots_before: int | None
+    snapshots_after: int | None
+    files_deleted: int | None = None
+    bytes_deleted: int | None = None
     query_ids: list[str] = field(default_factory=list)
 
 
@@ -85,6 +108,60 @@ class QueryEngine(dg.ConfigurableResource, ABC):
     def curated_location(self) -> str:
         stack = self.aws.stack()
         return f"s3://{stack.bucket}/{stack.curated_prefix}"
+
+    def table_location(self, name: str) -> str:
+        """Where the curated table `name` keeps its files: <curated>/<name>/."""
+        return f"{self.curated_location().rstrip('/')}/{name}/"
+
+    def table_ddl(self, name: str) -> str:
+        """sql/<name>.ddl.sql with the table's location bound."""
+        return bind(read_sql(f"{name}.ddl"), {"location": self.table_location(name)})
+
+    @abstractmethod
+    def ensure_table(self, name: str) -> bool:
+        """Create Iceberg table `name` from sql/<name>.ddl.sql unless it exists; True if created."""
+
+    @abstractmethod
+    def replace_rows(
+        self,
+        name: str,
+        select_sql: str,
+        *,
+        where: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Replace the rows of `name` matching `where` (an Athena predicate over partition
+        columns; None = the whole table) by the SELECT's rows (the table's columns, by name).
+        Embedded: one Iceberg commit. Athena: DELETE then INSERT INTO (two commits)."""
+
+    @abstractmethod
+    def merge_rows(
+        self,
+        name: str,
+        source_sql: str,
+        *,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` is
+        true deletes the target row with that key (and is not inserted). Only target rows in
+        `scope` (a predicate on partition columns covering every stored row of the source's
+        keys and every partition the source writes) can match. Athena: one MERGE INTO."""
+
+    @abstractmethod
+    def append_rows(
+        self, name: str, select_sql: str, params: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        """Add the SELECT's rows to `name` (one commit)."""
+
+    @abstractmethod
+    def maintain(
+        self, name: str, *, older_than: dt.datetime, retain_last: int
+    ) -> MaintenanceResult:
+        """Compact small files, expire snapshots older than `older_than` (keeping at least the
+        newest `retain_last`), delete files no snapshot references; files before and after."""
 
     @abstractmethod
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -122,10 +199,6 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         self.catalog().set_parameters(table, parameters)
 
 
-def _run_id() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-
-
 class DuckDBQueryEngine(QueryEngine):
     """The embedded engine: DuckDB over the emulator's Glue catalog and S3 (Athena's stand-in)."""
 
@@ -133,6 +206,7 @@ class DuckDBQueryEngine(QueryEngine):
         from pyarrow import fs as pafs
 
         from sales_cdc.emulator.duckdb_engine import DuckDBEngine
+        from sales_cdc.emulator.iceberg import IcebergTables
 
         settings = self.aws.settings
         endpoint = settings.endpoint_url or ""
@@ -145,7 +219,95 @@ class DuckDBQueryEngine(QueryEngine):
         )
         catalog = self.catalog()
         return DuckDBEngine(
-            catalog, filesystem, self.curated_location(), delete_location=catalog.delete_location
+            catalog,
+            filesystem,
+            self.curated_location(),
+            delete_location=catalog.delete_location,
+            iceberg=IcebergTables(iceberg_catalog(self.aws), catalog.database),
+        )
+
+    def _run(self, action: Any) -> Any:
+        from sales_cdc.emulator.duckdb_engine import EngineError
+
+        try:
+            return action(self._engine())
+        except EngineError as exc:
+            raise QueryFailedError(str(exc), reason=str(exc)) from exc
+
+    @staticmethod
+    def _written(name: str, outcome: Any) -> WriteResult:
+        committed = outcome.committed
+        merged = outcome.inserted + outcome.updated + outcome.deleted
+        return WriteResult(
+            table=name,
+            rows_written=merged or committed.rows,
+            files_written=committed.files_written,
+            bytes_written=committed.bytes_written,
+            bytes_scanned=outcome.bytes_scanned,
+            rows_inserted=outcome.inserted,
+            rows_updated=outcome.updated,
+            rows_deleted=outcome.deleted,
+        )
+
+    def ensure_table(self, name: str) -> bool:
+        ddl = self.table_ddl(name)
+        return self._run(lambda engine: engine.ensure_table(ddl, self.table_location(name)))
+
+    def replace_rows(
+        self,
+        name: str,
+        select_sql: str,
+        *,
+        where: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        self.ensure_table(name)
+        bound, optional = bind(select_sql, params), optional_columns(select_sql)
+        outcome = self._run(lambda engine: engine.replace_rows(name, bound, where, optional))
+        written = self._written(name, outcome)
+        written.rows_inserted = written.rows_updated = written.rows_deleted = None
+        return written
+
+    def merge_rows(
+        self,
+        name: str,
+        source_sql: str,
+        *,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        self.ensure_table(name)
+        bound, optional = bind(source_sql, params), optional_columns(source_sql)
+        outcome = self._run(
+            lambda engine: engine.merge_rows(name, bound, key, delete_column, scope, optional)
+        )
+        return self._written(name, outcome)
+
+    def append_rows(
+        self, name: str, select_sql: str, params: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        self.ensure_table(name)
+        bound, optional = bind(select_sql, params), optional_columns(select_sql)
+        outcome = self._run(lambda engine: engine.append_rows(name, bound, optional))
+        written = self._written(name, outcome)
+        written.rows_inserted = written.rows_updated = written.rows_deleted = None
+        return written
+
+    def maintain(
+        self, name: str, *, older_than: dt.datetime, retain_last: int
+    ) -> MaintenanceResult:
+        store = S3Objects(self.aws.client("s3"))
+        done = self._run(lambda engine: engine.maintain(name, older_than, retain_last, store))
+        return MaintenanceResult(
+            table=name,
+            data_files_before=done.data_files_before,
+            data_files_after=done.data_files_after,
+            snapshots_before=done.snapshots_before,
+            snapshots_after=done.snapshots_after,
+            files_deleted=done.files_deleted,
+            bytes_deleted=done.bytes_deleted,
         )
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -220,6 +382,51 @@ def with_optional_columns(
     return tree.sql(dialect=dialect)
 
 
+_clock = time.monotonic  # the query timeout's clock (a test sets it)
+
+
+class _QueryTimedOut(Exception):
+    """Raised from pyathena's poll callback when a statement outlives the timeout."""
+
+    def __init__(self, query_id: str) -> None:
+        super().__init__(query_id)
+        self.query_id = query_id
+
+
+PARTITION_LIMIT = 100  # Athena: one INSERT INTO adds at most 100 partitions.
+
+
+def _pins_one_value(where: str, column: str | None) -> bool:
+    """Whether `where` is `column = <literal>` (a write to one partition)."""
+    tree = sqlglot.parse_one(where, read="athena")
+    while isinstance(tree, exp.Paren):
+        tree = tree.this
+    if not isinstance(tree, exp.EQ) or column is None:
+        return False
+    sides = [tree.this, tree.expression]
+    return any(isinstance(e, exp.Column) and e.name.lower() == column for e in sides) and any(
+        isinstance(e, exp.Literal) for e in sides
+    )
+
+
+def ddl_columns(ddl: str) -> list[str]:
+    """The column names a CREATE TABLE statement declares, in order."""
+    tree = sqlglot.parse_one(ddl, read="athena")
+    schema = tree.this if isinstance(tree, exp.Create) else None
+    if not isinstance(schema, exp.Schema):
+        raise QueryFailedError("A table DDL must be one CREATE TABLE <name> (<columns>).")
+    return [c.name.lower() for c in schema.expressions if isinstance(c, exp.ColumnDef)]
+
+
+def qualify(predicate: str, alias: str) -> str:
+    """An Athena predicate with its unqualified columns qualified by `alias`."""
+    tree = sqlglot.parse_one(predicate, read="athena")
+    for column in tree.find_all(exp.Column):
+        if not column.table:
+            column.set("table", exp.to_identifier(alias))
+    return tree.sql(dialect="athena")
+
+
 class AthenaQueryEngine(QueryEngine):
     """Amazon Athena through pyathena, in the stack's workgroup and result location."""
 
@@ -227,7 +434,19 @@ class AthenaQueryEngine(QueryEngine):
         default=1.0, description="Seconds between two GetQueryExecution polls."
     )
 
+    query_timeout_seconds: float = Field(
+        default=1800.0,
+        description=(
+            "Longest time one Athena statement may run (queued + running). On expiry the "
+            "engine stops it (StopQueryExecution) and fails naming the query id and this setting."
+        ),
+    )
+    _connection: Any = PrivateAttr(default=None)
+
     def _connect(self) -> Any:
+        """The engine's one pyathena connection, opened on first use and reused."""
+        if self._connection is not None:
+            return self._connection
         from pyathena import connect
 
         stack = self.aws.stack()
@@ -235,7 +454,7 @@ class AthenaQueryEngine(QueryEngine):
         kwargs: dict[str, Any] = {}
         if settings.endpoint_url:
             kwargs["endpoint_url"] = settings.endpoint_url
-        return connect(
+        self._connection = connect(
             work_group=stack.workgroup,
             s3_staging_dir=stack.athena_results_location,
             schema_name=stack.database,
@@ -244,6 +463,7 @@ class AthenaQueryEngine(QueryEngine):
             config=self.aws.boto_config(),
             **kwargs,
         )
+        return self._connection
 
     def _prepare(self, sql: str, params: Mapping[str, Any] | None) -> str:
         """Bind parameters and add declared optional columns the catalog lacks as NULL."""
@@ -263,18 +483,41 @@ class AthenaQueryEngine(QueryEngine):
         return with_optional_columns(bound, missing)
 
     def _execute(self, sql: str) -> Any:
-        """Run one statement; the finished cursor, or QueryFailedError with reason and id."""
+        """Run one statement; the finished cursor, or QueryFailedError with reason and id.
+
+        A statement still queued or running after query_timeout_seconds is stopped
+        (StopQueryExecution) and reported as failed.
+        """
         from pyathena.error import Error as AthenaError
 
-        cursor = self._connect().cursor()
+        connection = self._connect()
+        deadline = _clock() + self.query_timeout_seconds
+        timed_out: list[str] = []
+
+        def on_poll(execution: Any) -> None:
+            if execution.state in ("QUEUED", "RUNNING") and _clock() > deadline:
+                timed_out.append(execution.query_id)
+                raise _QueryTimedOut(execution.query_id)
+
+        cursor = connection.cursor(on_poll=on_poll)
+        workgroup = self.aws.stack().workgroup
         try:
             cursor.execute(sql)
-        except AthenaError as exc:
+        except (_QueryTimedOut, AthenaError) as exc:
+            if timed_out:  # pyathena may wrap the callback's exception
+                query_id = timed_out[0]
+                connection.client.stop_query_execution(QueryExecutionId=query_id)
+                raise QueryFailedError(
+                    f"Athena query {query_id} in workgroup {workgroup} ran longer than "
+                    f"query_timeout_seconds={self.query_timeout_seconds:g} and was stopped; "
+                    "raise the setting if the query needs longer.",
+                    query_id=query_id,
+                    reason="timeout",
+                ) from None
             query_id = getattr(cursor, "query_id", None)
             reason = str(exc)
             raise QueryFailedError(
-                f"Athena query {query_id} failed in workgroup {self.aws.stack().workgroup}: "
-                f"{reason}",
+                f"Athena query {query_id} failed in workgroup {workgroup}: {reason}",
                 query_id=query_id,
                 reason=reason,
             ) from exc
@@ -291,6 +534,184 @@ class AthenaQueryEngine(QueryEngine):
             query_id=cursor.query_id,
         )
 
+    # -- Iceberg tables: statements an enforced workgroup accepts (no CTAS external_location) --
+    def _statements(self, name: str, statements: Sequence[str]) -> WriteResult:
+        """Run `statements` in order; what they wrote and scanned, with their query ids."""
+        result = WriteResult(table=name)
+        for statement in statements:
+            cursor = self._execute(statement)
+            result.bytes_scanned += int(cursor.data_scanned_in_bytes or 0)
+            result.query_ids.append(cursor.query_id)
+            if statement.lstrip().upper().startswith(("INSERT", "MERGE")):
+                result.rows_written += max(int(cursor.rowcount or 0), 0)
+        return result
+
+    def ensure_table(self, name: str) -> bool:
+        # CREATE TABLE ... TBLPROPERTIES ('table_type'='ICEBERG') with LOCATION: Athena's
+        # "Create Iceberg tables" page.
+        if self.catalog().get_table(name) is not None:
+            return False
+        self._execute(self.table_ddl(name))
+        return True
+
+    def _columns(self, name: str) -> list[str]:
+        return ddl_columns(self.table_ddl(name))
+
+    def insert_statement(self, name: str, select_sql: str) -> str:
+        """INSERT INTO `name` (its columns) the SELECT's columns of the same names."""
+        columns = ", ".join(self._columns(name))
+        select = select_sql.strip().rstrip(";")
+        return f"INSERT INTO {name} ({columns}) SELECT {columns} FROM ({select}) AS src"
+
+    def _partition_column(self, name: str) -> str | None:
+        tree = sqlglot.parse_one(self.table_ddl(name), read="athena")
+        for prop in tree.find_all(exp.PartitionedByProperty):
+            return prop.this.expressions[0].name.lower()
+        return None
+
+    def insert_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:
+        """INSERT INTO statements writing at most PARTITION_LIMIT partitions each.
+
+        Athena adds at most 100 partitions per INSERT INTO (Athena "Use CTAS and INSERT INTO to
+        work around the 100 partition limit"): unless `where` pins one partition, the SELECT's
+        partition values are listed first and inserted in batches.
+        """
+        column = self._partition_column(name)
+        single = where is not None and _pins_one_value(where, column)
+        if column is None or single:
+            return [self.insert_statement(name, select_sql)]
+        select = select_sql.strip().rstrip(";")
+        found = self._execute(f"SELECT DISTINCT {column} FROM ({select}) AS src")
+        rows = found.fetchall()
+        values = sorted(str(row[0]) for row in rows if row[0] is not None)
+        has_null = any(row[0] is None for row in rows)
+        batches = [values[i : i + PARTITION_LIMIT] for i in range(0, len(values), PARTITION_LIMIT)]
+        if len(batches) <= 1:
+            return [self.insert_statement(name, select_sql)]
+        statements = []
+        for i, batch in enumerate(batches):
+            predicate = f"{column} IN ({literal(batch)})"
+            if i == 0 and has_null:
+                predicate += f" OR {column} IS NULL"
+            statements.append(
+                self.insert_statement(name, f"SELECT * FROM ({select}) AS b WHERE {predicate}")
+            )
+        return statements
+
+    def replace_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:
+        """DELETE the rows in `where`, then INSERT the SELECT's (two Iceberg commits or more).
+
+        Athena runs one statement per query: no transaction spans them, so in between a reader
+        sees the range empty (the embedded engine commits both in one snapshot); a SELECT that
+        reads the table it replaces sees it after the DELETE.
+        """
+        # DELETE on Iceberg tables: Athena's "Update Iceberg table data" page.
+        inserts = self.insert_statements(name, select_sql, where)
+        delete = f"DELETE FROM {name}" + (f" WHERE {where}" if where else "")
+        return [delete, *inserts]
+
+    def merge_statement(
+        self,
+        name: str,
+        source_sql: str,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+    ) -> str:
+        """One MERGE INTO: delete / update / insert by key, target rows limited to `scope`."""
+        # Athena "MERGE INTO" page: WHEN MATCHED [AND cond] THEN DELETE | UPDATE SET,
+        # WHEN NOT MATCHED [AND cond] THEN INSERT (cols) VALUES (s.cols); a target row
+        # matching two source rows is a user error.
+        columns = self._columns(name)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in key)
+        if scope:
+            on = f"({qualify(scope, 't')}) AND {on}"
+        flag = f"COALESCE(s.{delete_column}, FALSE)"
+        updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in key)
+        source = source_sql.strip().rstrip(";")
+        return (
+            f"MERGE INTO {name} AS t USING ({source}) AS s ON {on} "
+            f"WHEN MATCHED AND {flag} THEN DELETE "
+            f"WHEN MATCHED THEN UPDATE SET {updates} "
+            f"WHEN NOT MATCHED AND NOT {flag} THEN INSERT ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f's.{c}' for c in columns)})"
+        )
+
+    def replace_rows(
+        self,
+        name: str,
+        select_sql: str,
+        *,
+        where: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        self.ensure_table(name)
+        select = self._prepare(select_sql, params)
+        return self._statements(name, self.replace_statements(name, select, where))
+
+    def merge_rows(
+        self,
+        name: str,
+        source_sql: str,
+        *,
+        key: Sequence[str],
+        delete_column: str,
+        scope: str | None,
+        params: Mapping[str, Any] | None = None,
+    ) -> WriteResult:
+        self.ensure_table(name)
+        source = self._prepare(source_sql, params)
+        statement = self.merge_statement(name, source, key, delete_column, scope)
+        return self._statements(name, [statement])
+
+    def append_rows(
+        self, name: str, select_sql: str, params: Mapping[str, Any] | None = None
+    ) -> WriteResult:
+        self.ensure_table(name)
+        select = self._prepare(select_sql, params)
+        return self._statements(name, self.insert_statements(name, select, None))
+
+    def maintenance_statements(
+        self, name: str, *, older_than: dt.datetime, retain_last: int
+    ) -> list[str]:
+        """Snapshot retention as VACUUM's table properties, OPTIMIZE BIN_PACK, then VACUUM."""
+        age = max(int((dt.datetime.now(dt.UTC) - older_than).total_seconds()), 0)
+        return [
+            # VACUUM expires snapshots older than vacuum_max_snapshot_age_seconds beyond
+            # vacuum_min_snapshots_to_keep, then removes orphan files: Athena "VACUUM" page.
+            f"ALTER TABLE {name} SET TBLPROPERTIES ("
+            f"'vacuum_max_snapshot_age_seconds'='{age}', "
+            f"'vacuum_min_snapshots_to_keep'='{max(retain_last, 1)}')",
+            # Athena "OPTIMIZE" page: OPTIMIZE table REWRITE DATA USING BIN_PACK.
+            f"OPTIMIZE {name} REWRITE DATA USING BIN_PACK",
+            f"VACUUM {name}",
+        ]
+
+    def _counts(self, name: str) -> tuple[int, int]:
+        """(data files, snapshots) of an Iceberg table, from its $files / $snapshots tables."""
+        # Athena "Query Iceberg table metadata": "table$files", "table$snapshots".
+        files = self._execute(f'SELECT COUNT(*) FROM "{name}$files"').fetchone()[0]
+        snapshots = self._execute(f'SELECT COUNT(*) FROM "{name}$snapshots"').fetchone()[0]
+        return int(files), int(snapshots)
+
+    def maintain(
+        self, name: str, *, older_than: dt.datetime, retain_last: int
+    ) -> MaintenanceResult:
+        files_before, snapshots_before = self._counts(name)
+        done = self._statements(
+            name,
+            self.maintenance_statements(name, older_than=older_than, retain_last=retain_last),
+        )
+        files_after, snapshots_after = self._counts(name)
+        return MaintenanceResult(
+            table=name,
+            data_files_before=files_before,
+            data_files_after=files_after,
+            snapshots_before=snapshots_before,
+            snapshots_after=snapshots_after,
+            query_ids=done.query_ids,
+        )
+
     def write_table(
         self,
         name: str,
@@ -300,106 +721,30 @@ class AthenaQueryEngine(QueryEngine):
         params: Mapping[str, Any] | None = None,
         parameters: Mapping[str, str] | None = None,
     ) -> WriteResult:
-        stack = self.aws.stack()
-        catalog = self.catalog()
-        select = self._prepare(select_sql, params).strip().rstrip(";")
-        keys = [k.lower() for k in partitioned_by]
-        run = _run_id()
-        temp = f"{name}__run_{re.sub(r'[^0-9a-z]', '_', run.lower())}"
-        table_location = f"{self.curated_location()}{name}/"
-        run_location = f"{table_location}run={run}/"
-        replace = None if replace_partitions is None else [tuple(v) for v in replace_partitions]
-        scanned = 0
-        query_ids: list[str] = []
+        """The Iceberg table of sql/<name>.ddl.sql, replaced whole or in `replace_partitions`.
 
-        def run_statement(statement: str) -> Any:
-            nonlocal scanned
-            cursor = self._execute(statement)
-            scanned += int(cursor.data_scanned_in_bytes or 0)
-            query_ids.append(cursor.query_id)
-            return cursor
-
-        qualified = f'"{stack.database}"."{temp}"'
-        try:
-            if keys:
-                if replace is None:
-                    distinct = run_statement(
-                        f"SELECT DISTINCT {', '.join(keys)} FROM ({select}) AS src"
-                    )
-                    values = sorted(tuple(str(v) for v in row) for row in distinct.fetchall())
-                else:
-                    values = sorted(replace)
-                with_clause = (
-                    f"format = 'PARQUET', write_compression = 'SNAPPY', "
-                    f"external_location = '{run_location}', "
-                    f"partitioned_by = ARRAY[{', '.join(literal(k) for k in keys)}]"
-                )
-                batches = [
-                    values[i : i + CTAS_PARTITION_LIMIT]
-                    for i in range(0, len(values), CTAS_PARTITION_LIMIT)
-                ]
-                if not batches:
-                    run_statement(
-                        f"CREATE TABLE {qualified} WITH ({with_clause}) AS "
-                        f"SELECT * FROM ({select}) AS src WITH NO DATA"
-                    )
-                for i, batch in enumerate(batches):
-                    where = " OR ".join(
-                        "("
-                        + " AND ".join(f"{k} = {literal(v)}" for k, v in zip(keys, vs, strict=True))
-                        + ")"
-                        for vs in batch
-                    )
-                    body = f"SELECT * FROM ({select}) AS src WHERE {where}"
-                    if i == 0:
-                        run_statement(f"CREATE TABLE {qualified} WITH ({with_clause}) AS {body}")
-                    else:
-                        run_statement(f"INSERT INTO {qualified} {body}")
-            else:
-                run_statement(
-                    f"CREATE TABLE {qualified} WITH (format = 'PARQUET', "
-                    f"write_compression = 'SNAPPY', external_location = '{run_location}') "
-                    f"AS {select}"
-                )
-            written = catalog.get_table(temp)
-            if written is None:
-                raise QueryFailedError(
-                    f"Athena reported success but Glue has no table {stack.database}.{temp}."
-                )
-            partitions = {
-                tuple(p["Values"]): p["StorageDescriptor"]["Location"]
-                for p in catalog.get_partitions(temp)
-            }
-            catalog.publish(
-                name,
-                columns=written["StorageDescriptor"]["Columns"],
-                partition_keys=keys,
-                table_location=table_location,
-                run_location=run_location,
-                partitions=partitions,
-                replace_partitions=replace,
-                parameters=parameters,
+        A CTAS with external_location fails in an enforced workgroup (Athena "Troubleshoot
+        workgroup errors"), so Athena writes the curated tables only as Iceberg tables.
+        """
+        if f"{name}.ddl" not in sql_names():
+            raise QueryFailedError(
+                f"Athena writes curated tables as Iceberg tables: add sql/{name}.ddl.sql "
+                "(CREATE TABLE ... TBLPROPERTIES ('table_type' = 'ICEBERG'))."
             )
-        except BaseException:
-            self._drop_temp(catalog, temp)
-            catalog.delete_location(run_location)
-            raise
-        self._drop_temp(catalog, temp)
-        return WriteResult(
-            table=name,
-            location=run_location,
-            partitions=sorted(partitions),
-            bytes_scanned=scanned,
-            query_ids=query_ids,
-        )
-
-    @staticmethod
-    def _drop_temp(catalog: LakeCatalog, temp: str) -> None:
-        """Drop the CTAS table from the catalog only (its files now belong to the real table)."""
-        if catalog.get_table(temp) is not None:
-            catalog.glue.delete_table(DatabaseName=catalog.database, Name=temp)
-
-
-def decimal_or_none(value: Any) -> Decimal | None:
-    """A money value from either engine (Decimal from DuckDB, str/Decimal from Athena)."""
-    return None if value is None else Decimal(str(value))
+        where = None
+        if replace_partitions is not None:
+            keys = [k.lower() for k in partitioned_by]
+            where = (
+                " OR ".join(
+                    "("
+                    + " AND ".join(f"{k} = {literal(v)}" for k, v in zip(keys, vs, strict=True))
+                    + ")"
+                    for vs in replace_partitions
+                )
+                or "FALSE"
+            )
+        written = self.replace_rows(name, select_sql, where=where, params=params)
+        if parameters:
+            self.set_table_parameters(name, parameters)
+        written.location = self.table_location(name)
+        return written

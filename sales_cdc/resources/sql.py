@@ -17,6 +17,9 @@ SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 # only catalogs attributes it has seen, and `discount` appears with the first discounted order).
 _OPTIONAL = re.compile(r"^\s*--\s*optional:\s*(\w+)\.(\w+)\s+(.+?)\s*$", re.MULTILINE)
 _PARAM = re.compile(r"%\((\w+)\)s")
+# A line `-- include: NAME` stands for sales_cdc/sql/include/NAME.sql (one fact in one place,
+# e.g. the sales measures of three aggregate tables), indented like the directive.
+_INCLUDE = re.compile(r"^([ \t]*)--\s*include:\s*(\w+)\s*$", re.MULTILINE)
 
 
 class SqlError(ValueError):
@@ -36,7 +39,22 @@ def read_sql(name: str) -> str:
             f"No SQL file {path}. Known files: {', '.join(sql_names()) or 'none'}; "
             "add the query as sales_cdc/sql/<name>.sql."
         )
-    return path.read_text()
+    return _expand(path.read_text())
+
+
+def _expand(text: str) -> str:
+    """`text` with its `-- include: NAME` lines replaced by sql/include/NAME.sql."""
+
+    def fragment(match: re.Match[str]) -> str:
+        path = SQL_DIR / "include" / f"{match.group(2)}.sql"
+        if not path.exists():
+            raise SqlError(f"`-- include: {match.group(2)}` names no file {path}.")
+        return "\n".join(
+            match.group(1) + line if line else line
+            for line in _expand(path.read_text()).rstrip("\n").splitlines()
+        )
+
+    return _INCLUDE.sub(fragment, text)
 
 
 def optional_columns(sql: str) -> dict[str, dict[str, str]]:

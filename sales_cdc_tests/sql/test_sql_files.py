@@ -7,7 +7,15 @@ import sqlglot
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
-from sales_cdc.resources.sql import SqlError, bind, optional_columns, read_sql, sql_names
+from sales_cdc.resources.sql import (
+    SQL_DIR,
+    SqlError,
+    _expand,
+    bind,
+    optional_columns,
+    read_sql,
+    sql_names,
+)
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
 
 SAMPLE_PARAMETER = "2026-03-01"  # parameters of the lake's SQL are days or partition values
@@ -46,16 +54,34 @@ def test_every_file_runs_on_the_embedded_engine(aws: AwsResource) -> None:
                 continue
             source = read_sql(name)  # a table the lake writes from its own .sql file
             ensure_tables(source, (*stack, name))
-            keys = re.findall(r"--\s*partitioned_by:\s*(\w+)", source)
-            engine.write_table(name, source, partitioned_by=keys, params=params(source))
+            if f"{name}.ddl" in sql_names():  # an Iceberg table
+                engine.replace_rows(name, source, where=None, params=params(source))
+            else:
+                keys = re.findall(r"--\s*partitioned_by:\s*(\w+)", source)
+                engine.write_table(name, source, partitioned_by=keys, params=params(source))
             written.add(name)
 
     for name in sql_names():
+        if name.endswith(".ddl"):  # table definitions: test_ddl_files_create_iceberg_tables
+            continue
         text = read_sql(name)
         ensure_tables(text)
         result = engine.query(text, params(text))
         assert result.columns, name
     assert "orders_current" in written
+
+
+def test_ddl_files_create_iceberg_tables(aws: AwsResource) -> None:
+    setup_lake(aws)
+    engine = DuckDBQueryEngine(aws=aws)
+    ddl_names = [n.removesuffix(".ddl") for n in sql_names() if n.endswith(".ddl")]
+    assert {"orders_current", "daily_sales_by_product", "orders_cdc_merge_log"} <= set(ddl_names)
+    for name in ddl_names:
+        assert engine.ensure_table(name) is True
+        assert engine.ensure_table(name) is False
+        table = engine.catalog().get_table(name)
+        assert table["Parameters"]["table_type"] == "ICEBERG"
+        assert engine.query(f"SELECT * FROM {name}").rows == []  # noqa: S608
 
 
 def test_missing_file_and_parameters_are_explained() -> None:
@@ -67,3 +93,15 @@ def test_missing_file_and_parameters_are_explained() -> None:
     optional = optional_columns(read_sql("orders_current"))["orders_cdc"]
     assert optional["discount"] == "double" and optional["quantity"] == "bigint"
     assert "order_id" not in optional and "sequence_number" not in optional
+
+
+def test_sales_measures_are_defined_once_and_included() -> None:
+    measure = "COUNT(CASE WHEN outcome = 'cancelled' THEN 1 END) AS cancelled_orders"
+    files = ["daily_sales_by_product", "daily_sales_by_category", "hourly_revenue"]
+    for name in [*files, "aggregate_totals"]:
+        raw = (SQL_DIR / f"{name}.sql").read_text()
+        assert "-- include: sales_measures" in raw and measure not in raw
+        assert read_sql(name).count(measure) == 1
+    assert (SQL_DIR / "include" / "sales_measures.sql").read_text().count(measure) == 1
+    with pytest.raises(SqlError, match="names no file"):
+        _expand("SELECT\n    -- include: no_such_fragment\n    1")

@@ -5,12 +5,13 @@ import importlib.util
 
 import dagster as dg
 
-from sales_cdc.defs.lake import catalog
+from sales_cdc.defs.lake import catalog, maintenance
 
 assets = list(catalog.ASSETS)
 asset_checks = list(catalog.ASSET_CHECKS)
-schedules = list(catalog.SCHEDULES)
+schedules = list(catalog.SCHEDULES) + list(maintenance.SCHEDULES)
 sensors: list = []
+jobs = list(maintenance.JOBS)
 
 # The orders_current projection plugs in when its module is there.
 if importlib.util.find_spec("sales_cdc.defs.lake.projection") is not None:
@@ -21,5 +22,5 @@ if importlib.util.find_spec("sales_cdc.defs.lake.projection") is not None:
     schedules += projection.SCHEDULES
 
 defs = dg.Definitions(
-    assets=assets, asset_checks=asset_checks, schedules=schedules, sensors=sensors
+    assets=assets, asset_checks=asset_checks, schedules=schedules, sensors=sensors, jobs=jobs
 )

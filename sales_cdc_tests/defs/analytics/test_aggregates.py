@@ -5,12 +5,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from pyiceberg import expressions as ice
 
 from sales_cdc.defs.analytics import assets
 from sales_cdc.defs.analytics.assets import AGGREGATES, ASSETS
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
 from sales_cdc.defs.lake.projection import orders_current
+from sales_cdc.emulator.iceberg import IcebergTables
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.lake_catalog import iceberg_catalog
 from sales_cdc.resources.query import DuckDBQueryEngine
 from sales_cdc.settings import SettingsError
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
@@ -132,7 +135,21 @@ def table(aws: AwsResource, name: str, day: str = DAY) -> list[dict]:
     return sorted(rows, key=lambda row: [str(v) for v in row.values()])
 
 
+def days(aws: AwsResource, name: str) -> set[str]:
+    """The order days an aggregate table holds rows of."""
+    sql = f"SELECT DISTINCT order_date FROM {name}"  # noqa: S608 - test's own names
+    return {r[0] for r in DuckDBQueryEngine(aws=aws).query(sql).rows}
+
+
+def day_files(aws: AwsResource, name: str, day: str) -> set[str]:
+    """The data files of one order day of an Iceberg table."""
+    tables = IcebergTables(iceberg_catalog(aws), aws.stack().database)
+    scan = tables.load(name).scan(row_filter=ice.EqualTo("order_date", day))
+    return {task.file.file_path for task in scan.plan_files()}
+
+
 def partitions(aws: AwsResource, name: str) -> dict[str, str]:
+    """Glue partitions of a Hive-format table (orders_current on this branch)."""
     catalog = DuckDBQueryEngine(aws=aws).catalog()
     return {
         p["Values"][0]: p["StorageDescriptor"]["Location"] for p in catalog.get_partitions(name)
@@ -221,7 +238,9 @@ def test_every_aggregate_is_exact_on_hand_made_orders(lake: AwsResource) -> None
     assert status_meta["cancel_rate"] == pytest.approx(1 / 6, abs=1e-6)
     # only the materialized day exists
     for name in AGGREGATES:
-        assert set(partitions(lake, name)) == {DAY}
+        assert days(lake, name) == {DAY}
+    assert product_meta["rows_written"] == 3 and product_meta["files_written"] == 1
+    assert product_meta["bytes_written"] > 0
 
 
 def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
@@ -230,7 +249,7 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     assert refresh(lake, DAY).success
     assert refresh(lake, NEXT_DAY).success
     before = {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES}
-    next_day_files = {name: partitions(lake, name)[NEXT_DAY] for name in AGGREGATES}
+    next_day_files = {name: day_files(lake, name, NEXT_DAY) for name in AGGREGATES}
     catalog = DuckDBQueryEngine(aws=lake).catalog()
     sizes = {
         day: sum(o["Size"] for o in catalog.list_objects(location))
@@ -242,8 +261,17 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     # re-running DAY gives the same rows and leaves NEXT_DAY's files where they were
     after = {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES}
     assert after == before
-    assert {name: partitions(lake, name)[NEXT_DAY] for name in AGGREGATES} == next_day_files
+    assert {name: day_files(lake, name, NEXT_DAY) for name in AGGREGATES} == next_day_files
     assert table(lake, "daily_sales_by_product", NEXT_DAY)[0]["net_revenue"] == D("10.00")
+    # one commit per refreshed day, and no snapshot ever held a day half replaced
+    tables = IcebergTables(iceberg_catalog(lake), lake.stack().database)
+    history = tables.load("daily_sales_by_product")
+    operations = [s.summary.operation.value for s in history.snapshots()]
+    assert operations == ["append", "overwrite", "overwrite"]
+    for snapshot in history.snapshots()[1:]:
+        rows = history.scan(snapshot_id=snapshot.snapshot_id).to_arrow().to_pylist()
+        day_rows = [r for r in rows if r["order_date"] == DAY]
+        assert len(day_rows) == 3 and sum(r["net_revenue"] for r in day_rows) == D("50.72")
 
     # NEXT_DAY's only order is deleted: refreshing that day leaves it with no rows at all
     land(
@@ -267,7 +295,7 @@ def test_rerun_is_a_no_op_other_days_untouched_and_deleted_day_ends_empty(
     assert metadata(result, "daily_sales_by_product")["days_without_orders"] == 1
     for name in AGGREGATES:
         assert table(lake, name, NEXT_DAY) == []
-        assert set(partitions(lake, name)) == {DAY}
+        assert days(lake, name) == {DAY} and day_files(lake, name, NEXT_DAY) == set()
         assert table(lake, name) == before[name][0]
 
     # refreshing DAY read exactly DAY's partition of orders_current, nothing of the other days
@@ -292,16 +320,14 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
     assert meta["net_revenue"] == {"GBP": "7.25", "USD": "53.47"}
     assert (meta["first_day"], meta["last_day"]) == ("2026-02-28", NEXT_DAY)
     for name in AGGREGATES:
-        assert set(partitions(lake, name)) == {DAY, NEXT_DAY}
+        assert days(lake, name) == {DAY, NEXT_DAY}
     assert sales(table(lake, "daily_sales_by_category", NEXT_DAY), "category") == {
         ("Tools",): (1, 1, D("10.00"), D("0.00"), D("10.00"), 0, D("0.00"), 0, D("0.00"))
     }
 
 
 def _tamper(aws: AwsResource, name: str, select: str) -> None:
-    DuckDBQueryEngine(aws=aws).write_table(
-        name, select, partitioned_by=["order_date"], replace_partitions=[[DAY]]
-    )
+    DuckDBQueryEngine(aws=aws).replace_rows(name, select, where=f"order_date = '{DAY}'")
 
 
 def test_checks_fail_when_a_partition_is_tampered_with(lake: AwsResource) -> None:
