@@ -29,11 +29,14 @@ def lake(aws: AwsResource) -> AwsResource:
     return aws
 
 
-def materialize(aws: AwsResource, checks: bool = False) -> dg.ExecuteInProcessResult:
+def materialize(
+    aws: AwsResource, checks: bool = False, full_rebuild: bool = False
+) -> dg.ExecuteInProcessResult:
     assets = [orders_current, *(ASSET_CHECKS if checks else [])]
     return dg.materialize(
         assets,
         resources={"aws": aws, "query_engine": DuckDBQueryEngine(aws=aws)},
+        run_config={"ops": {"athena__orders_current": {"config": {"full_rebuild": full_rebuild}}}},
         raise_on_error=False,
     )
 
@@ -77,10 +80,8 @@ def test_duplicates_out_of_order_late_events_and_reinsert(lake: AwsResource) -> 
     assert rows["c"]["order_date"] == "2026-03-02"
     assert rows["c"]["total_amount"] == Decimal("7.13")
     meta = metadata(result)
-    assert meta["rows"] == 2
-    assert meta["orders_deleted"] == 1
-    assert meta["duplicate_events_ignored"] == 1
-    assert meta["events_read"] == 10
+    assert meta["rows"] == 2 and meta["tombstones"] == 1
+    assert meta["events_merged"] == 10 and meta["objects_merged"] == 5
     assert meta["changed_order_dates"] == ["2026-03-01", "2026-03-02"]
     assert meta["bytes_read"] > 0
 
@@ -101,6 +102,7 @@ def test_rerun_is_idempotent_and_reports_only_changed_days(lake: AwsResource) ->
     again = materialize(lake)
     assert current(lake) == first
     assert metadata(again)["changed_order_dates"] == []
+    assert metadata(again)["objects_merged"] == 0
 
     # a new hour lands; the asset registers its partition itself (no crawl in between)
     land(
@@ -165,8 +167,7 @@ def test_plain_files_lines_that_are_not_landing_rows_and_missing_attributes(
     assert rows["a"]["last_sequence_number"] == Decimal(2)
     assert rows["b"]["last_event_id"] == "e-b-5" and rows["b"]["total_amount"] is None
     meta = metadata(result)
-    assert meta["unreadable_rows_skipped"] == 3
-    assert meta["events_read"] == 4
+    assert meta["unreadable_lines_skipped"] == 1
 
 
 def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
