@@ -211,6 +211,16 @@ RULES = {
         "bad_status_sample",
         "rows whose status is not PLACED, PAID, SHIPPED, DELIVERED, CANCELLED or RETURNED",
     ),
+    "amounts_valid": (
+        "invalid_amounts",
+        "invalid_amounts_sample",
+        "rows whose unit_price or total_amount is missing or not a DECIMAL(18,2) (read as NULL)",
+    ),
+    "event_time_valid": (
+        "invalid_event_time",
+        "invalid_event_time_sample",
+        "rows whose event_time is not a timestamp (read as NULL)",
+    ),
     "order_date_known": (
         "unknown_order_date",
         "unknown_order_date_sample",
@@ -245,6 +255,31 @@ def orders_current_rules(context: dg.AssetCheckExecutionContext, query_engine: Q
             description=f"{bad} {text}",
             metadata=metadata,
         )
+
+
+@dg.asset_check(
+    asset=ORDERS_CURRENT,
+    name="landing_objects_readable",
+    description="Every landing object is GZIP or plain JSON lines; set-aside objects are named.",
+)
+def landing_objects_readable(query_engine: QueryEngine) -> dg.AssetCheckResult:
+    """Fails while the ledger records landing objects set aside as unreadable, naming them."""
+    rows = query_engine.query(read_sql("orders_cdc_merge_log_keys")).dicts()
+    unreadable = sorted(str(r["object_key"]) for r in rows if r["status"] == UNREADABLE)
+    return dg.AssetCheckResult(
+        passed=not unreadable,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(unreadable)} landing object(s) set aside as unreadable: {unreadable[0]}"
+            if unreadable
+            else "every landing object was readable"
+        ),
+        metadata={
+            "objects_set_aside": dg.MetadataValue.int(len(unreadable)),
+            "objects_recorded": dg.MetadataValue.int(len(rows)),
+            "set_aside_keys": dg.MetadataValue.json(unreadable[:SAMPLE_SIZE]),
+        },
+    )
 
 
 # -- reconciliation with DynamoDB -------------------------------------------------------------
@@ -390,6 +425,6 @@ def orders_current_matches_dynamodb(
 
 
 ASSETS = [orders_current]
-ASSET_CHECKS = [orders_current_rules, orders_current_matches_dynamodb]
+ASSET_CHECKS = [orders_current_rules, landing_objects_readable, orders_current_matches_dynamodb]
 SENSORS: list[dg.SensorDefinition] = []
 SCHEDULES: list[dg.ScheduleDefinition] = []
