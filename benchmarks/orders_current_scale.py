@@ -145,15 +145,20 @@ class LocalCatalog:
 
 
 def run_engine(root: Path) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute  # noqa: F401
     from pyarrow import fs as pafs
 
     from sales_cdc.emulator.duckdb_engine import DuckDBEngine
-    from sales_cdc.resources.sql import optional_columns, read_sql
+    from sales_cdc.resources.sql import bind, optional_columns, read_sql
 
+    # The full rebuild over every landing object ("$path" names them; winners incl. REMOVEs).
     sql = read_sql("orders_current")
+    paths = [f"file://{path}" for path in sorted(root.rglob("*.gz"))]
     engine = DuckDBEngine(LocalCatalog(root), pafs.LocalFileSystem())
-    table, stats = engine.query_arrow(sql, optional_columns(sql))
-    return {"rows": table.num_rows, "bytes_read": stats.bytes_scanned, "files": stats.files}
+    table, stats = engine.query_arrow(bind(sql, {"paths": paths}), optional_columns(sql))
+    live = table.filter(pa.compute.invert(table["is_removed"])).num_rows
+    return {"rows": live, "bytes_read": stats.bytes_scanned, "files": stats.files}
 
 
 def run_pandas(root: Path) -> dict[str, Any]:

@@ -52,6 +52,8 @@ from sales_cdc.landing_format import GZIP_MAGIC, UnreadableObject, read_json_lin
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# Athena's pseudo-column: the s3:// URI of the object a row was read from.
+PATH_COLUMN = "$path"
 
 
 class EngineError(RuntimeError):
@@ -205,6 +207,11 @@ def fs_path(uri: str) -> str:
     raise EngineError(f"Location {uri!r} is neither s3:// nor file://.")
 
 
+def _uri(path: str, scheme: str) -> str:
+    """The "$path" value of a filesystem path (b/k -> s3://b/k)."""
+    return f"file://{path}" if scheme == "file" else f"{scheme}://{path}"
+
+
 @dataclass
 class ReadStats:
     """What one query read: objects and their sizes (the figure Athena bills: DataScannedInBytes)."""
@@ -342,6 +349,37 @@ class DuckDBEngine:
         ]
         return sorted(files, key=lambda info: info.path)
 
+    def _objects_at(
+        self, uris: Sequence[str], sources: Sequence[tuple[tuple[str, ...], str]]
+    ) -> list[tuple[tuple[str, ...], pafs.FileInfo]]:
+        """The objects named by "$path" URIs that lie in one of `sources` (partition, location).
+
+        Like Athena, an object outside every listed location (an unregistered partition) is not
+        read, and a URI naming no object reads nothing.
+        """
+        folders = sorted(
+            ((fs_path(loc) + "/", values) for values, loc in sources),
+            key=lambda item: -len(item[0]),
+        )
+        wanted: list[tuple[tuple[str, ...], str]] = []
+        for uri in uris:
+            try:
+                path = fs_path(uri)
+            except EngineError:
+                continue
+            for folder, values in folders:
+                if path.startswith(folder):
+                    wanted.append((values, path))
+                    break
+        if not wanted:
+            return []
+        infos = self.filesystem.get_file_info([path for _, path in wanted])
+        return [
+            (values, info)
+            for (values, _), info in zip(wanted, infos, strict=True)
+            if info.type == pafs.FileType.File and info.size
+        ]
+
     def _read_json(self, info: pafs.FileInfo, schema: pa.Schema) -> pa.Table:
         """One JSON-lines object as rows of the cataloged schema, GZIP or plain (as Athena reads)."""
         try:
@@ -385,9 +423,14 @@ class DuckDBEngine:
         optional_columns: Mapping[str, str] | None = None,
         stats: ReadStats | None = None,
         predicates: Sequence[exp.Expression] = (),
+        with_path: bool = False,
     ) -> pa.Table:
         """A cataloged table as Arrow, reading only the partitions `partition_filter` allows
-        (Iceberg tables: only the data files the query's `predicates` can match)."""
+        (Iceberg tables: only the data files the query's `predicates` can match).
+
+        Raw tables: a filter on the pseudo-column "$path" (s3://bucket/key) reads only those
+        objects, without listing the partitions' folders; `with_path` adds "$path" as a column.
+        """
         table = self.catalog.get_table(name)
         if table is None:
             raise EngineError(
@@ -409,6 +452,7 @@ class DuckDBEngine:
             k.lower(): {v} if isinstance(v, str) else set(v)
             for k, v in (partition_filter or {}).items()
         }
+        paths = allowed.pop(PATH_COLUMN, None)
         if keys:
             sources = [
                 (tuple(p["Values"]), p["StorageDescriptor"]["Location"])
@@ -430,7 +474,10 @@ class DuckDBEngine:
                 f"Table {name!r} has SerDe {serde!r}: only JSON and Parquet are read."
             )
 
-        work = [(values, info) for values, loc in sources for info in self._objects(loc)]
+        if paths is None:
+            work = [(values, info) for values, loc in sources for info in self._objects(loc)]
+        else:
+            work = self._objects_at(sorted(paths), sources)
 
         def read(item: tuple[tuple[str, ...], pafs.FileInfo]) -> pa.Table:
             values, info = item
@@ -438,13 +485,20 @@ class DuckDBEngine:
             for key, value in zip(keys, values, strict=True):
                 value = None if value == HIVE_DEFAULT_PARTITION else value
                 data = data.append_column(key, pa.array([value] * data.num_rows, pa.string()))
+            if with_path:
+                uri = _uri(info.path, location_scheme)
+                data = data.append_column(PATH_COLUMN, pa.array([uri] * data.num_rows, pa.string()))
             return data
+
+        location_scheme = descriptor["Location"].split("://", 1)[0]
 
         with concurrent.futures.ThreadPoolExecutor(self.read_threads) as pool:
             parts = list(pool.map(read, work))
         full_schema = schema
         for key in keys:
             full_schema = full_schema.append(pa.field(key, pa.string()))
+        if with_path:
+            full_schema = full_schema.append(pa.field(PATH_COLUMN, pa.string()))
         result = pa.concat_tables(parts) if parts else full_schema.empty_table()
         if stats is not None:
             size = sum(info.size for _, info in work)
@@ -485,7 +539,11 @@ class DuckDBEngine:
 
     # -- querying ------------------------------------------------------------------------------
     def transpile(self, sql: str) -> tuple[str, list[Read]]:
-        """DuckDB SQL for Athena SQL, and the tables it reads (with what may prune them)."""
+        """DuckDB SQL for Athena SQL, and the tables it reads (with what may prune them).
+
+        A read's partition filter may hold "$path" (an equality / IN on the pseudo-column prunes
+        the objects read).
+        """
         try:
             tree = sqlglot.parse_one(sql, read="athena")
         except sqlglot.errors.ParseError as exc:
@@ -510,6 +568,7 @@ class DuckDBEngine:
     ) -> tuple[pa.Table, ReadStats]:
         """Run one Athena SQL statement; its result as Arrow and what it read."""
         duck_sql, reads = self.transpile(sql)
+        with_path = f'"{PATH_COLUMN}"' in duck_sql  # the query names the pseudo-column
         stats = ReadStats()
         # Athena cannot touch the machine it runs on: no local files (COPY, read_*, ATTACH),
         # no extensions to install or load, and the query cannot change that back.
@@ -534,6 +593,7 @@ class DuckDBEngine:
                     (optional_columns or {}).get(read.name),
                     stats=stats,
                     predicates=read.predicates,
+                    with_path=with_path,
                 )
                 connection.register(read.registered, data)
             try:

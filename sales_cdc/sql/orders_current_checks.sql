@@ -21,6 +21,11 @@ SELECT
                 THEN order_id
         END
     ) AS bad_status_sample,
+    COUNT_IF(unit_price IS NULL OR total_amount IS NULL) AS invalid_amounts,
+    MAX(CASE WHEN unit_price IS NULL OR total_amount IS NULL THEN order_id END)
+        AS invalid_amounts_sample,
+    COUNT_IF(last_event_time IS NULL) AS invalid_event_time,
+    MAX(CASE WHEN last_event_time IS NULL THEN order_id END) AS invalid_event_time_sample,
     COUNT_IF(order_date IS NULL) AS unknown_order_date,
     MAX(CASE WHEN order_date IS NULL THEN order_id END) AS unknown_order_date_sample
 FROM orders_current

@@ -261,3 +261,33 @@ def test_a_truncated_gzip_object_is_named_in_the_error(aws: AwsResource) -> None
     catalog_raw_table(aws)
     with pytest.raises(Exception, match=rf"Cannot read JSON object .*{key}"):
         DuckDBQueryEngine(aws=aws).query("SELECT count(*) FROM orders_cdc")
+
+
+def test_path_pseudo_column_names_objects_and_prunes_what_is_read(
+    engine: DuckDBQueryEngine,
+) -> None:
+    bucket = engine.aws.stack().bucket
+    by_path = engine.query('SELECT "$path" AS p, order_id FROM orders_cdc').rows
+    paths = {order_id: path for path, order_id in by_path}
+    assert set(paths) == {"a", "b", "c", "d"} and paths["a"] == paths["b"]
+    assert all(p.startswith(f"s3://{bucket}/raw/orders_cdc/year=2026/") for p in paths.values())
+    assert "/day=02/" in paths["c"]
+
+    everything = engine.query("SELECT count(*) AS n FROM orders_cdc")
+    one = engine.query('SELECT order_id FROM orders_cdc WHERE "$path" = %(p)s', {"p": paths["c"]})
+    two = engine.query(
+        'SELECT order_id FROM orders_cdc WHERE "$path" IN (%(p)s) AND day = %(d)s',
+        {"p": [paths["a"], paths["d"]], "d": "01"},
+    )
+    unknown = engine.query(
+        'SELECT order_id FROM orders_cdc WHERE "$path" = %(p)s',
+        {"p": f"s3://{bucket}/raw/orders_cdc/year=2026/month=03/day=09/hour=10/nothing.gz"},
+    )
+    assert one.rows == [("c",)] and sorted(two.rows) == [("a",), ("b",)] and unknown.rows == []
+    sizes = {
+        f"s3://{bucket}/{obj['Key']}": obj["Size"]
+        for obj in engine.catalog().list_objects(f"s3://{bucket}/raw/")
+    }
+    assert one.bytes_scanned == sizes[paths["c"]]
+    assert two.bytes_scanned == sizes[paths["a"]] < everything.bytes_scanned
+    assert unknown.bytes_scanned == 0

@@ -1,13 +1,28 @@
 """athena/orders_current: the CDC projection of the raw log, its data checks and reconciliation."""
 
 import datetime as dt
-import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
+from sales_cdc.defs.lake.merge import (
+    LEDGER_TABLE,
+    MERGED,
+    TOMBSTONES_TABLE,
+    UNREADABLE,
+    LandingObject,
+    LedgerRow,
+    ledger_select,
+    merge_changes,
+    object_uri,
+    pending_objects,
+    rebuild_tables,
+)
+from sales_cdc.defs.landing.objects import LandingRead, read_landing_object
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import QueryEngine, read_sql
 
@@ -15,30 +30,18 @@ ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 DYNAMODB_ORDERS = dg.AssetKey(["dynamodb", "orders"])
 RAW_TABLE_ASSET = dg.AssetKey(["glue", "orders_cdc"])
 TABLE = "orders_current"
-PARTITION = "order_date"
-FINGERPRINTS_PARAMETER = "sales_cdc.fingerprints"
 SCAN_SEGMENTS = 4
+READ_THREADS = 8
 # A DynamoDB change newer than (newest landed event - this) may still be on its way to the lake.
 IN_FLIGHT_MARGIN = dt.timedelta(seconds=60)
 SAMPLE_SIZE = 10
 CENT = Decimal("0.01")
+# Called between the data commits and the ledger write (a test kills the process there).
+before_ledger_write: Callable[[], None] | None = None
 
 
 def _int(value: Any) -> int:
     return int(value or 0)
-
-
-def _fingerprints(query: QueryEngine) -> tuple[dict[str, str], int, int]:
-    """{order_date: fingerprint} of orders_current, its row count and the bytes scanned."""
-    result = query.query(read_sql("orders_current_fingerprints"))
-    rows = result.dicts()
-    fingerprints = {str(r["order_date"]): f"{_int(r['orders'])}:{r['fingerprint']}" for r in rows}
-    return fingerprints, sum(_int(r["orders"]) for r in rows), result.bytes_scanned
-
-
-def changed_days(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Order days whose rows were added, removed or updated between two fingerprint sets."""
-    return sorted(day for day in set(before) | set(after) if before.get(day) != after.get(day))
 
 
 def _as_utc(value: Any) -> dt.datetime | None:
@@ -48,59 +51,149 @@ def _as_utc(value: Any) -> dt.datetime | None:
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
 
 
+class OrdersCurrentConfig(dg.Config):
+    """Run configuration of orders_current."""
+
+    full_rebuild: bool = Field(
+        default=False,
+        description="Recompute orders_current and order_tombstones from the whole raw log "
+        "(every readable landing object) and rewrite the ledger, instead of merging new objects.",
+    )
+    max_objects: int = Field(
+        default=2000,
+        description="Landing objects merged per run at most; the rest wait for the next run.",
+    )
+
+
+def list_landing_objects(aws: AwsResource) -> list[LandingObject]:
+    """Keys, sizes and LastModified of every object under raw/orders_cdc/."""
+    stack = aws.stack()
+    s3 = aws.client("s3")
+    found = []
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.bucket, Prefix=stack.raw_prefix
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            found.append(LandingObject(obj["Key"], int(obj["Size"]), obj["LastModified"]))
+    return found
+
+
+def read_objects(aws: AwsResource, objects: list[LandingObject]) -> list[LandingRead]:
+    """Each object's body read in the run: rows, event days, order days; unreadable ones flagged."""
+    bucket = aws.stack().bucket
+    s3 = aws.client("s3")
+
+    def read(obj: LandingObject) -> LandingRead:
+        body = s3.get_object(Bucket=bucket, Key=obj.key)["Body"].read()
+        return read_landing_object(body)
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return list(pool.map(read, objects))
+
+
 @dg.asset(
     key=ORDERS_CURRENT,
     deps=[RAW_TABLE_ASSET],
     group_name="lake",
-    kinds={"athena", "s3"},
+    kinds={"athena", "iceberg", "s3"},
+    pool="orders_current",
 )
 def orders_current(
-    context: dg.AssetExecutionContext, query_engine: QueryEngine
+    context: dg.AssetExecutionContext,
+    config: OrdersCurrentConfig,
+    aws: AwsResource,
+    query_engine: QueryEngine,
 ) -> dg.MaterializeResult:
-    """One row per live order: the latest de-duplicated CDC event of each order, REMOVEs dropped."""
-    stack = query_engine.aws.stack()
+    """One row per live order, merged from the landing objects not merged yet (tombstones kept)."""
+    stack = aws.stack()
     added = query_engine.sync_partitions(stack.raw_table)
     if added:
         context.log.info(f"Registered {len(added)} new landing partition(s): {added[:5]}")
+    for table in (TABLE, TOMBSTONES_TABLE, LEDGER_TABLE):
+        query_engine.ensure_table(table)
 
-    previous = query_engine.table_parameters(TABLE).get(FINGERPRINTS_PARAMETER)
-    before: dict[str, str] = json.loads(previous) if previous else {}
+    listed = list_landing_objects(aws)
+    if config.full_rebuild:
+        batch, backlog = sorted(listed, key=lambda o: (o.last_modified, o.key)), 0
+    else:
+        ledger = query_engine.query(read_sql("orders_cdc_merge_log_keys"))
+        recorded = {str(r["object_key"]) for r in ledger.dicts()}
+        batch, backlog = pending_objects(listed, recorded, config.max_objects)
+    reads = read_objects(aws, batch)
+    readable = [(o, r) for o, r in zip(batch, reads, strict=True) if r.readable]
+    set_aside = [(o, r) for o, r in zip(batch, reads, strict=True) if not r.readable]
+    for obj, read in set_aside:
+        context.log.warning(f"Set aside unreadable landing object {obj.key}: {read.reason}")
+    paths = [object_uri(stack.bucket, o.key) for o, _ in readable]
 
-    stats = query_engine.query(read_sql("orders_cdc_stats")).one()
-    written = query_engine.write_table(
-        TABLE, read_sql("orders_current"), partitioned_by=[PARTITION]
-    )
-    after, rows, fingerprint_bytes = _fingerprints(query_engine)
-    changed = changed_days(before, after) if previous else sorted(after)
-    # Stored last: a crash before this line reports these days again next time (never fewer).
-    query_engine.set_table_parameters(
-        TABLE, {FINGERPRINTS_PARAMETER: json.dumps(after, sort_keys=True)}
-    )
-
-    if _int(stats["unreadable_rows"]):
-        context.log.warning(
-            f"Skipped {_int(stats['unreadable_rows'])} line(s) of {stack.raw_table} that are not "
-            "landing rows (no event_id, order_id or numeric sequence_number)."
+    if config.full_rebuild:
+        outcome = rebuild_tables(query_engine, paths, read_sql)
+    elif paths:
+        outcome = merge_changes(
+            query_engine, paths, [r for _, r in readable], read_sql, before_ledger_write
         )
-    newest = _as_utc(stats["newest_event_time"])
-    lag = (dt.datetime.now(dt.UTC) - newest).total_seconds() if newest else None
-    bytes_read = written.bytes_scanned + fingerprint_bytes
+    else:
+        outcome = None
+
+    now = dt.datetime.now(dt.UTC)
+    run_id = context.run_id
+    rows = [
+        LedgerRow(o.key, o.size, o.last_modified, MERGED if r.readable else UNREADABLE,
+                  r.reason, r.rows, run_id, now)
+        for o, r in zip(batch, reads, strict=True)
+    ]  # fmt: skip
+    if rows and config.full_rebuild:
+        query_engine.replace_rows(LEDGER_TABLE, ledger_select(rows), where=None)
+    elif rows:
+        query_engine.append_rows(LEDGER_TABLE, ledger_select(rows))
+
+    live = query_engine.query(read_sql("orders_current_row_count")).one()
+    newest = max((r.newest_event_time for _, r in readable if r.newest_event_time), default=None)
+    lag = (now - newest).total_seconds() if newest else None
+    counts = outcome.counts if outcome else None
+    events = sum(r.rows for _, r in readable)
+    if config.full_rebuild:
+        changed = sorted(
+            {d for _, r in readable for d in r.order_days if d is not None}
+            | set(_stored_days(query_engine))
+        )
+    else:
+        changed = outcome.changed_days if outcome else []
     return dg.MaterializeResult(
         metadata={
-            "rows": dg.MetadataValue.int(rows),
-            "orders_deleted": dg.MetadataValue.int(_int(stats["orders_deleted"])),
-            "duplicate_events_ignored": dg.MetadataValue.int(_int(stats["duplicate_events"])),
-            "events_read": dg.MetadataValue.int(_int(stats["events_read"])),
-            "unreadable_rows_skipped": dg.MetadataValue.int(_int(stats["unreadable_rows"])),
+            "rows": dg.MetadataValue.int(_int(live["orders"])),
+            "tombstones": dg.MetadataValue.int(_int(live["tombstones"])),
+            "full_rebuild": dg.MetadataValue.bool(config.full_rebuild),
+            "events_merged": dg.MetadataValue.int(events),
+            "objects_merged": dg.MetadataValue.int(len(readable)),
+            "objects_set_aside": dg.MetadataValue.int(len(set_aside)),
+            "set_aside_keys": dg.MetadataValue.json([o.key for o, _ in set_aside][:SAMPLE_SIZE]),
+            "backlog_objects": dg.MetadataValue.int(backlog),
+            "orders_inserted": dg.MetadataValue.int(counts.inserted if counts else 0),
+            "orders_updated": dg.MetadataValue.int(counts.updated if counts else 0),
+            "orders_deleted": dg.MetadataValue.int(counts.deleted if counts else 0),
+            "tombstones_written": dg.MetadataValue.int(counts.tombstones if counts else 0),
+            "orders_reapplied": dg.MetadataValue.int(counts.reapplied if counts else 0),
+            "orders_looked_up": dg.MetadataValue.int(outcome.looked_up if outcome else 0),
+            "unreadable_lines_skipped": dg.MetadataValue.int(
+                sum(r.unreadable_lines for _, r in readable)
+            ),
+            "bytes_read": dg.MetadataValue.int(
+                sum(o.size for o in batch) + (outcome.bytes_read if outcome else 0)
+            ),
+            "rows_written": dg.MetadataValue.int(outcome.rows_written if outcome else 0),
             "newest_event_time": dg.MetadataValue.text(newest.isoformat() if newest else ""),
             "lag_seconds": dg.MetadataValue.float(round(lag, 3) if lag is not None else -1.0),
-            "bytes_read": dg.MetadataValue.int(bytes_read),
-            "partitions": dg.MetadataValue.int(len(written.partitions)),
             "landing_partitions_added": dg.MetadataValue.int(len(added)),
             "changed_order_dates": dg.MetadataValue.json(changed),
-            "location": dg.MetadataValue.path(written.location),
         }
     )
+
+
+def _stored_days(query_engine: QueryEngine) -> list[str]:
+    result = query_engine.query(read_sql("orders_current_fingerprints"))
+    return [str(r["order_date"]) for r in result.dicts() if r["order_date"] is not None]
 
 
 # -- data checks --------------------------------------------------------------------------------
@@ -117,6 +210,16 @@ RULES = {
         "bad_status",
         "bad_status_sample",
         "rows whose status is not PLACED, PAID, SHIPPED, DELIVERED, CANCELLED or RETURNED",
+    ),
+    "amounts_valid": (
+        "invalid_amounts",
+        "invalid_amounts_sample",
+        "rows whose unit_price or total_amount is missing or not a DECIMAL(18,2) (read as NULL)",
+    ),
+    "event_time_valid": (
+        "invalid_event_time",
+        "invalid_event_time_sample",
+        "rows whose event_time is not a timestamp (read as NULL)",
     ),
     "order_date_known": (
         "unknown_order_date",
@@ -152,6 +255,31 @@ def orders_current_rules(context: dg.AssetCheckExecutionContext, query_engine: Q
             description=f"{bad} {text}",
             metadata=metadata,
         )
+
+
+@dg.asset_check(
+    asset=ORDERS_CURRENT,
+    name="landing_objects_readable",
+    description="Every landing object is GZIP or plain JSON lines; set-aside objects are named.",
+)
+def landing_objects_readable(query_engine: QueryEngine) -> dg.AssetCheckResult:
+    """Fails while the ledger records landing objects set aside as unreadable, naming them."""
+    rows = query_engine.query(read_sql("orders_cdc_merge_log_keys")).dicts()
+    unreadable = sorted(str(r["object_key"]) for r in rows if r["status"] == UNREADABLE)
+    return dg.AssetCheckResult(
+        passed=not unreadable,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{len(unreadable)} landing object(s) set aside as unreadable: {unreadable[0]}"
+            if unreadable
+            else "every landing object was readable"
+        ),
+        metadata={
+            "objects_set_aside": dg.MetadataValue.int(len(unreadable)),
+            "objects_recorded": dg.MetadataValue.int(len(rows)),
+            "set_aside_keys": dg.MetadataValue.json(unreadable[:SAMPLE_SIZE]),
+        },
+    )
 
 
 # -- reconciliation with DynamoDB -------------------------------------------------------------
@@ -297,6 +425,6 @@ def orders_current_matches_dynamodb(
 
 
 ASSETS = [orders_current]
-ASSET_CHECKS = [orders_current_rules, orders_current_matches_dynamodb]
+ASSET_CHECKS = [orders_current_rules, landing_objects_readable, orders_current_matches_dynamodb]
 SENSORS: list[dg.SensorDefinition] = []
 SCHEDULES: list[dg.ScheduleDefinition] = []

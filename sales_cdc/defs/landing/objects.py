@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,3 +99,73 @@ def error_rate(landed_records: int, error_records: int) -> float:
     """Share of delivered records that went to the error prefix."""
     total = landed_records + error_records
     return error_records / total if total else 0.0
+
+
+@dataclass
+class LandingRead:
+    """What one landing object's body holds, read in the orders_current run.
+
+    `readable` is False for an object that is not valid GZIP or whose lines are none of them a
+    JSON object (random bytes, a truncated upload): such an object is set aside with `reason`.
+    """
+
+    readable: bool = True
+    reason: str = ""
+    rows: int = 0
+    unreadable_lines: int = 0
+    newest_event_time: datetime | None = None
+    event_days: Counter = field(default_factory=Counter)
+    order_days: set[str | None] = field(default_factory=set)
+    order_ids: set[str] = field(default_factory=set)
+
+
+def order_day(created_at: object) -> str | None:
+    """The order day (UTC) of a created_at as orders_current computes it; None when not ISO-8601."""
+    if not isinstance(created_at, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(created_at.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.date().isoformat()
+
+
+def read_landing_object(body: bytes) -> LandingRead:
+    """Read one landing object (GZIP as Firehose writes it, or plain, as Athena reads both)."""
+    read = LandingRead()
+    if body[:2] == GZIP_MAGIC:
+        try:
+            body = gzip.decompress(body)
+        except (OSError, EOFError, zlib.error) as exc:
+            return LandingRead(readable=False, reason=f"not valid GZIP: {exc}")
+    lines = [line for line in body.splitlines() if line.strip()]
+    objects = 0
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            read.unreadable_lines += 1
+            continue
+        if not isinstance(row, dict):
+            read.unreadable_lines += 1
+            continue
+        objects += 1
+        read.rows += 1
+        if isinstance(row.get("order_id"), str):
+            read.order_ids.add(row["order_id"])
+        read.order_days.add(order_day(row.get("created_at")))
+        try:
+            event_time = parse_event_time(row["event_time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        read.event_days[event_time.date().isoformat()] += 1
+        if read.newest_event_time is None or event_time > read.newest_event_time:
+            read.newest_event_time = event_time
+    if lines and not objects:
+        return LandingRead(
+            readable=False,
+            reason=f"none of its {len(lines)} line(s) is a JSON object (not JSON lines)",
+        )
+    return read

@@ -1,6 +1,11 @@
 """athena/orders_current on the embedded engine: CDC edge cases, checks and reconciliation."""
 
+import gzip
 import json
+import os
+import signal
+import subprocess
+import sys
 from decimal import Decimal
 
 import dagster as dg
@@ -8,8 +13,10 @@ import pytest
 
 from sales_cdc.defs.lake.projection import (
     ASSET_CHECKS,
+    landing_objects_readable,
     orders_current,
     orders_current_matches_dynamodb,
+    orders_current_rules,
 )
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
@@ -29,11 +36,14 @@ def lake(aws: AwsResource) -> AwsResource:
     return aws
 
 
-def materialize(aws: AwsResource, checks: bool = False) -> dg.ExecuteInProcessResult:
+def materialize(
+    aws: AwsResource, checks: bool = False, full_rebuild: bool = False
+) -> dg.ExecuteInProcessResult:
     assets = [orders_current, *(ASSET_CHECKS if checks else [])]
     return dg.materialize(
         assets,
         resources={"aws": aws, "query_engine": DuckDBQueryEngine(aws=aws)},
+        run_config={"ops": {"athena__orders_current": {"config": {"full_rebuild": full_rebuild}}}},
         raise_on_error=False,
     )
 
@@ -77,10 +87,8 @@ def test_duplicates_out_of_order_late_events_and_reinsert(lake: AwsResource) -> 
     assert rows["c"]["order_date"] == "2026-03-02"
     assert rows["c"]["total_amount"] == Decimal("7.13")
     meta = metadata(result)
-    assert meta["rows"] == 2
-    assert meta["orders_deleted"] == 1
-    assert meta["duplicate_events_ignored"] == 1
-    assert meta["events_read"] == 10
+    assert meta["rows"] == 2 and meta["tombstones"] == 1
+    assert meta["events_merged"] == 10 and meta["objects_merged"] == 5
     assert meta["changed_order_dates"] == ["2026-03-01", "2026-03-02"]
     assert meta["bytes_read"] > 0
 
@@ -101,6 +109,7 @@ def test_rerun_is_idempotent_and_reports_only_changed_days(lake: AwsResource) ->
     again = materialize(lake)
     assert current(lake) == first
     assert metadata(again)["changed_order_dates"] == []
+    assert metadata(again)["objects_merged"] == 0
 
     # a new hour lands; the asset registers its partition itself (no crawl in between)
     land(
@@ -165,8 +174,7 @@ def test_plain_files_lines_that_are_not_landing_rows_and_missing_attributes(
     assert rows["a"]["last_sequence_number"] == Decimal(2)
     assert rows["b"]["last_event_id"] == "e-b-5" and rows["b"]["total_amount"] is None
     meta = metadata(result)
-    assert meta["unreadable_rows_skipped"] == 3
-    assert meta["events_read"] == 4
+    assert meta["unreadable_lines_skipped"] == 1
 
 
 def _check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -305,3 +313,117 @@ def test_reconcile_sets_aside_changes_newer_than_the_landed_data():
     found = reconcile(settled, lake, cutoff)
     assert found["drained"] and found["extra"] == ["gone"]
     assert found["mismatched"][0]["order_id"] == "a"
+
+
+def _tables(aws: AwsResource) -> dict[str, list]:
+    engine = DuckDBQueryEngine(aws=aws)
+    return {
+        t: sorted(engine.query(f"SELECT * FROM {t}").rows, key=repr)
+        for t in ("orders_current", "order_tombstones")
+    }
+
+
+def _history(lake: AwsResource) -> None:
+    land(lake, [event("a", 1, "INSERT"), event("b", 2, "INSERT")], hour="2026/03/01/10")
+    land(lake, [event("b", 5, "REMOVE"), event("a", 3, status="PAID")], hour="2026/03/01/11")
+
+
+def test_odd_objects_are_set_aside_and_odd_values_named_by_checks(lake: AwsResource) -> None:
+    _history(lake)
+    stack = lake.stack()
+    s3 = lake.client("s3")
+    good = gzip.compress(b'{"event_id": "x"}\n' * 50)
+    noise = f"{stack.raw_prefix}year=2026/month=03/day=01/hour=12/noise.gz"
+    truncated = f"{stack.raw_prefix}year=2026/month=03/day=01/hour=12/truncated.gz"
+    s3.put_object(Bucket=stack.bucket, Key=noise, Body=bytes(range(256)) * 8)
+    s3.put_object(Bucket=stack.bucket, Key=truncated, Body=good[: len(good) // 2])
+    land(
+        lake,
+        [
+            event("m", 7, "INSERT", total=10**20, event_time="not a time"),
+            event("q", 8, "INSERT", quantity="three", total=int("9" * 38)),
+        ],
+        hour="2026/03/01/12",
+    )
+    catalog_raw_table(lake)
+
+    result = dg.materialize(
+        [orders_current, orders_current_rules, landing_objects_readable],
+        resources={"aws": lake, "query_engine": DuckDBQueryEngine(aws=lake)},
+        raise_on_error=False,
+    )
+    # the merge succeeds; only the checks that name the odd values fail
+    assert result.is_node_success("athena__orders_current")
+    meta = metadata(result)
+    assert meta["objects_set_aside"] == 2 and sorted(meta["set_aside_keys"]) == [noise, truncated]
+    rows = current(lake)
+    assert set(rows) == {"a", "m", "q"}
+    assert rows["m"]["total_amount"] is None and rows["m"]["last_event_time"] is None
+    assert rows["q"]["quantity"] is None
+    found = _check_results(result)
+    assert not found["amounts_valid"].passed and not found["event_time_valid"].passed
+    assert found["amounts_valid"].metadata["sample_order_id"].value in {"m", "q"}
+    assert not found["quantity_positive"].passed
+    assert not found["landing_objects_readable"].passed
+    named = found["landing_objects_readable"].metadata["set_aside_keys"].value
+    assert sorted(named) == [noise, truncated]
+    # the next run does not read them again
+    assert metadata(materialize(lake))["objects_set_aside"] == 0
+
+
+def test_full_rebuild_gives_the_incremental_tables(lake: AwsResource) -> None:
+    _history(lake)
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    land(lake, [event("b", 4, status="SHIPPED"), event("c", 6, "INSERT")], hour="2026/03/01/09")
+    land(lake, [event("a", 3, status="PAID")], hour="2026/03/01/13")  # a duplicate
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    incremental = _tables(lake)
+    assert {r[0] for r in incremental["orders_current"]} == {"a", "c"}
+    rebuilt = materialize(lake, full_rebuild=True)
+    assert rebuilt.success and metadata(rebuilt)["objects_merged"] == 4
+    assert _tables(lake) == incremental
+    assert metadata(materialize(lake))["objects_merged"] == 0
+
+
+CRASH = """
+import os, signal
+import dagster as dg
+from sales_cdc.defs.lake import projection
+from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc.settings import load_settings
+projection.before_ledger_write = lambda: os.kill(os.getpid(), signal.SIGKILL)
+aws = AwsResource.from_settings(load_settings())  # the test's deployment, from its environment
+dg.materialize([projection.orders_current],
+               resources={"aws": aws, "query_engine": DuckDBQueryEngine(aws=aws)})
+"""
+
+
+def test_sigkill_between_data_commit_and_ledger_write_then_rerun_is_exact(
+    lake: AwsResource,
+) -> None:
+    _history(lake)
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    land(lake, [event("a", 9, "REMOVE"), event("d", 10, "INSERT")], hour="2026/03/01/14")
+    land(lake, [event("b", 11, "INSERT", created_at="2026-03-04T10:00:00.000000Z")])
+    catalog_raw_table(lake)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH],
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr.decode()[-2000:]
+    assert {r[0] for r in _tables(lake)["orders_current"]} == {"b", "d"}  # data committed
+    rerun = materialize(lake)
+    assert rerun.success
+    meta = metadata(rerun)
+    assert meta["objects_merged"] == 2 and meta["orders_reapplied"] == 3
+    assert meta["changed_order_dates"] == ["2026-03-01", "2026-03-04"]
+    incremental = _tables(lake)
+    assert materialize(lake, full_rebuild=True).success
+    assert _tables(lake) == incremental
