@@ -6,14 +6,14 @@ import dagster as dg
 from pydantic import Field
 
 from sales_cdc.resources.query import MaintenanceResult, QueryEngine
-from sales_cdc.resources.sql import sql_names
+from sales_cdc.resources.sql import SQL_DIR
 from sales_cdc.settings import load_settings
 from sales_cdc.stack import load_declaration
 
 
 def curated_tables() -> list[str]:
     """Every curated table: the ones declared by a sales_cdc/sql/<table>.ddl.sql file."""
-    return sorted(name.removesuffix(".ddl") for name in sql_names() if name.endswith(".ddl"))
+    return sorted(path.name.removesuffix(".ddl.sql") for path in SQL_DIR.glob("*.ddl.sql"))
 
 
 class MaintenanceConfig(dg.Config):

@@ -391,7 +391,10 @@ def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
         stack_yaml.replace('partitions_start: "2025-01-01"', 'partitions_start: "last year"')
     )
     monkeypatch.setenv("SALES_CDC_INFRA_DIR", str(tmp_path))
-    with pytest.raises(SettingsError, match=r"analytics.partitions_start='last year'.*YYYY-MM-DD"):
+    with pytest.raises(
+        SettingsError,
+        match=r"stack.yaml:\d+: analytics.partitions_start: .*valid date.*'last year'",
+    ):
         assets._partitions_start()
 
 
