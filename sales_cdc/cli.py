@@ -59,8 +59,9 @@ def _query(args: argparse.Namespace) -> int:
     from sales_cdc.query_cli import run_query
 
     sql = sys.stdin.read() if args.sql == "-" else args.sql
-    _require_emulator()
-    return run_query(sql, output=args.output, max_rows=args.max_rows)
+    return run_query(
+        sql, output=args.output, max_rows=args.max_rows, before_engine=_require_emulator
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import sqlglot
@@ -128,7 +128,12 @@ def _printed(rows: Iterable[tuple], max_rows: int) -> Iterator[tuple]:
         yield row
 
 
-def run_query(sql: str, output: str = "table", max_rows: int = 50) -> int:
+def run_query(
+    sql: str,
+    output: str = "table",
+    max_rows: int = 50,
+    before_engine: Callable[[], None] | None = None,
+) -> int:
     """Run one read-only query and print at most `max_rows` rows; non-zero exit on refusal/failure."""
     if max_rows < 1:
         print(f"sales-cdc query: --max-rows must be at least 1, not {max_rows}", file=sys.stderr)
@@ -138,6 +143,8 @@ def run_query(sql: str, output: str = "table", max_rows: int = 50) -> int:
     except RefusedStatement as exc:
         print(f"sales-cdc query: refused: {exc}", file=sys.stderr)
         return 2
+    if before_engine is not None:
+        before_engine()  # e.g. one line when the emulator does not answer
     settings = load_settings()
     apply_local_credentials(settings)
     engine = build_resources(settings)["query_engine"]

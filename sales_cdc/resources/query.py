@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.lake_catalog import LakeCatalog, S3Objects, iceberg_catalog
-from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql, sql_names
+from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql, table_ddl_names
 
 __all__ = [
     "AthenaQueryEngine",
@@ -726,7 +726,7 @@ class AthenaQueryEngine(QueryEngine):
         A CTAS with external_location fails in an enforced workgroup (Athena "Troubleshoot
         workgroup errors"), so Athena writes the curated tables only as Iceberg tables.
         """
-        if f"{name}.ddl" not in sql_names():
+        if name not in table_ddl_names():
             raise QueryFailedError(
                 f"Athena writes curated tables as Iceberg tables: add sql/{name}.ddl.sql "
                 "(CREATE TABLE ... TBLPROPERTIES ('table_type' = 'ICEBERG'))."

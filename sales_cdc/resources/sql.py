@@ -32,6 +32,11 @@ def sql_names() -> list[str]:
     return sorted(path.stem for path in SQL_DIR.glob("*.sql") if not path.stem.endswith(".ddl"))
 
 
+def table_ddl_names() -> list[str]:
+    """The curated tables: the ones declared by a sales_cdc/sql/<table>.ddl.sql file."""
+    return sorted(path.name.removesuffix(".ddl.sql") for path in SQL_DIR.glob("*.ddl.sql"))
+
+
 def read_sql(name: str) -> str:
     """The text of sales_cdc/sql/<name>.sql."""
     path = SQL_DIR / f"{name}.sql"

@@ -38,11 +38,11 @@ def _moto_api(emulator: Emulator, action: str, body: dict[str, Any]) -> None:
 
 @pytest.fixture
 def crawls_take_a_while(emulator: Emulator) -> Iterator[None]:
-    """moto's crawls stay RUNNING for 0.3 s, then complete (instead of on ListCrawls)."""
+    """moto's crawls stay RUNNING for 2 s, then complete (instead of on ListCrawls)."""
     _moto_api(
         emulator,
         "set-transition",
-        {"model_name": "glue::crawl", "transition": {"progression": "time", "seconds": 0.3}},
+        {"model_name": "glue::crawl", "transition": {"progression": "time", "seconds": 2}},
     )
     yield
     _moto_api(emulator, "unset-transition", {"model_name": "glue::crawl"})

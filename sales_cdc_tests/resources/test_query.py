@@ -292,14 +292,15 @@ def test_write_table_never_uses_ctas_external_location(
     # Athena "Troubleshoot workgroup errors": a CTAS with external_location fails in a
     # workgroup that enforces its configuration.
     athena.write_table(
-        "orders_current",
-        read_sql("orders_current"),
+        "daily_order_status",
+        read_sql("daily_order_status"),
         partitioned_by=["order_date"],
         replace_partitions=[["2026-03-01"], ["2026-03-02"]],
+        params={"order_date": "2026-03-01"},
     )
     assert not any("external_location" in s for s in statements)
     assert statements[2] == (
-        "DELETE FROM orders_current WHERE (order_date = '2026-03-01') OR "
+        "DELETE FROM daily_order_status WHERE (order_date = '2026-03-01') OR "
         "(order_date = '2026-03-02')"
     )
     with pytest.raises(QueryFailedError, match=r"add sql/no_such\.ddl\.sql"):

@@ -16,6 +16,7 @@ from sales_cdc.resources.sql import (
     optional_columns,
     read_sql,
     sql_names,
+    table_ddl_names,
 )
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
 
@@ -71,7 +72,7 @@ def test_every_file_runs_on_the_embedded_engine(aws: AwsResource) -> None:
                 rebuild_tables(
                     engine, [f"s3://{aws.stack().bucket}/{key}" for key in landed], read_sql
                 )
-            elif f"{name}.ddl" in sql_names():  # an Iceberg table
+            elif name in table_ddl_names():  # an Iceberg table
                 engine.replace_rows(name, source, where=None, params=params(source))
             else:
                 keys = re.findall(r"--\s*partitioned_by:\s*(\w+)", source)
@@ -91,7 +92,7 @@ def test_every_file_runs_on_the_embedded_engine(aws: AwsResource) -> None:
 def test_ddl_files_create_iceberg_tables(aws: AwsResource) -> None:
     setup_lake(aws)
     engine = DuckDBQueryEngine(aws=aws)
-    ddl_names = [n.removesuffix(".ddl") for n in sql_names() if n.endswith(".ddl")]
+    ddl_names = table_ddl_names()
     assert {"orders_current", "daily_sales_by_product", "orders_cdc_merge_log"} <= set(ddl_names)
     for name in ddl_names:
         assert engine.ensure_table(name) is True

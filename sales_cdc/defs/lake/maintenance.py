@@ -6,14 +6,14 @@ import dagster as dg
 from pydantic import Field
 
 from sales_cdc.resources.query import MaintenanceResult, QueryEngine
-from sales_cdc.resources.sql import SQL_DIR
+from sales_cdc.resources.sql import table_ddl_names
 from sales_cdc.settings import load_settings
 from sales_cdc.stack import load_declaration
 
 
 def curated_tables() -> list[str]:
     """Every curated table: the ones declared by a sales_cdc/sql/<table>.ddl.sql file."""
-    return sorted(path.name.removesuffix(".ddl.sql") for path in SQL_DIR.glob("*.ddl.sql"))
+    return table_ddl_names()
 
 
 class MaintenanceConfig(dg.Config):
