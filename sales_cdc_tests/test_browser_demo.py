@@ -47,6 +47,7 @@ ASSETS = {
     "dynamodb/orders": "sources",
     "s3/raw/orders_cdc": "landing",
     "s3/errors/orders_cdc": "landing",
+    "sqs/orders_cdc_dead_letters": "landing",
     "glue/orders_cdc": "lake",
     "athena/orders_current": "lake",
     "athena/daily_sales_by_product": "analytics",
@@ -56,7 +57,8 @@ ASSETS = {
     "athena/daily_customer_behaviour": "analytics",
 }
 # Materialized by the landing sensor when Firehose writes error records: none in a healthy demo.
-ONLY_ON_ERRORS = {"s3/errors/orders_cdc"}
+# Materialized only when something fails (error records, dead-lettered batches).
+ONLY_ON_ERRORS = {"s3/errors/orders_cdc", "sqs/orders_cdc_dead_letters"}
 AGGREGATES = [key for key, group in ASSETS.items() if group == "analytics"]
 
 
