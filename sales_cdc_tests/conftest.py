@@ -44,9 +44,29 @@ def local_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @pytest.fixture
-def aws(local_env: Settings) -> AwsResource:
-    """AwsResource for the test's own deployment (nothing provisioned yet)."""
-    return AwsResource.from_settings(local_env)
+def aws(local_env: Settings) -> Iterator[AwsResource]:
+    """AwsResource for the test's own deployment (nothing provisioned yet), torn down after it.
+
+    Tests share one emulator, and Firehose (as modelled by moto) allows 50 delivery streams per
+    region: a deployment a test leaves behind would make the 51st provisioning fail.
+    """
+    resource = AwsResource.from_settings(local_env)
+    yield resource
+    if _deployed(resource):
+        from sales_cdc.defs.infrastructure.jobs import teardown_infrastructure
+
+        teardown_infrastructure.execute_in_process(resources={"aws": resource})
+
+
+def _deployed(aws: AwsResource) -> bool:
+    """Whether any part of the test's deployment exists (its bucket or its delivery stream)."""
+    stack = aws.stack()
+    firehose = aws.client("firehose")
+    streams = firehose.list_delivery_streams(Limit=100)["DeliveryStreamNames"]
+    if stack.delivery_name in streams:
+        return True
+    buckets = aws.client("s3").list_buckets()["Buckets"]
+    return any(b["Name"] == stack.bucket for b in buckets)
 
 
 @pytest.fixture
