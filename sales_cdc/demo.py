@@ -26,28 +26,9 @@ from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / ".demo"
-# Freshness settings of the demo's Dagster instance: queued runs are picked up every second
-# (default 5 s), and the sensors are evaluated side by side (the landing sensor does not wait
-# behind aggregates_sensor).
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    max_concurrent_runs: 4
-    dequeue_interval_seconds: 1
-    tag_concurrency_limits:
-      - key: "sales_cdc/lake"
-        limit: 1
-sensors:
-  use_threads: true
-  num_workers: 4
-schedules:
-  use_threads: true
-  num_workers: 2
-"""
+# The Dagster instance's settings (infra/dagster.yaml, also the one to use on aws): queued runs
+# picked up every second, sensors evaluated side by side, one lake-writing run at a time.
+DAGSTER_YAML = REPO_ROOT / "infra" / "dagster.yaml"
 
 
 class DemoError(RuntimeError):
@@ -227,7 +208,7 @@ class Demo:
         shutil.rmtree(self.home, ignore_errors=True)
         self.home.mkdir(parents=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text(DAGSTER_YAML)
+        shutil.copyfile(DAGSTER_YAML, self.home / "dagster.yaml")
         print(f"sales-cdc demo (prefix {settings.prefix!r}, region {settings.region})", flush=True)
 
     def run(self) -> int:

@@ -35,3 +35,19 @@ def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -
     assert process.poll() is not None
     assert not any(running(pid, start) for pid, start in below.items())
     assert time.monotonic() - started < 60
+
+
+def test_the_instance_runs_one_lake_writing_run_at_a_time(tmp_path: Path) -> None:
+    import shutil
+
+    import dagster as dg
+
+    from sales_cdc.defs.landing.sensors import LAKE_TAG
+    from sales_cdc.demo import DAGSTER_YAML
+
+    shutil.copyfile(DAGSTER_YAML, tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # validates the file
+        coordinator = instance.run_coordinator
+        assert type(coordinator).__name__ == "QueuedRunCoordinator"
+        limits = coordinator.get_run_queue_config().tag_concurrency_limits
+        assert {"key": LAKE_TAG, "limit": 1} in limits

@@ -7,6 +7,7 @@ import dagster as dg
 
 from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT, START_DATE, order_days
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
+from sales_cdc.defs.landing.sensors import LAKE_TAG
 from sales_cdc.settings import load_settings
 from sales_cdc.stack import load_declaration
 
@@ -87,7 +88,9 @@ def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
         order = {day: index for index, day in enumerate([*known, *new_days])}
         first, last = min(valid, key=order.__getitem__), max(valid, key=order.__getitem__)
         trigger = max(newest[day] for day in valid)
-        tags = {"sales_cdc/trigger": f"orders_current:{trigger}"}
+        # LAKE_TAG: the instance runs one lake run at a time, so orders_current never merges
+        # between an aggregate's refresh and its check (which compares the day with it).
+        tags = {"sales_cdc/trigger": f"orders_current:{trigger}", LAKE_TAG: "aggregates"}
         if first != last:
             tags["dagster/asset_partition_range_start"] = first
             tags["dagster/asset_partition_range_end"] = last

@@ -150,6 +150,9 @@ def landing_objects_sensor(
     )
 
 
+# Every run the sensors request to write the lake (orders_current, the aggregates) carries this
+# tag; the Dagster instance runs one of them at a time (tag_concurrency_limits, see README), so an
+# aggregate's check compares its day with the orders_current its refresh read.
 LAKE_TAG = "sales_cdc/lake"
 PARTITIONS_PER_LOOKUP = 1000  # Glue BatchGetPartition's limit
 

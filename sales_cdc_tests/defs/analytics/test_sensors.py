@@ -4,6 +4,7 @@ import dagster as dg
 
 from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT
 from sales_cdc.defs.analytics.sensors import aggregates_sensor
+from sales_cdc.defs.landing.sensors import LAKE_TAG
 
 
 def report(instance: dg.DagsterInstance, metadata: dict) -> None:
@@ -52,6 +53,8 @@ def test_changed_days_become_partitions_and_are_refreshed_once() -> None:
         assert _range(request) == ("2025-01-02", "2026-03-05")
         assert list(request.asset_selection) == AGGREGATE_KEYS
         assert len(request.asset_check_keys) == 10
+        # one lake-writing run at a time with orders_current's (infra/dagster.yaml)
+        assert request.tags[LAKE_TAG] == "aggregates"
         apply(instance, result)
         cursor = result.cursor
 
