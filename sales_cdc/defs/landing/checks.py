@@ -1,15 +1,16 @@
-"""Checks on the landing data: no new error records, error rate under its threshold."""
+"""Checks on the landing data: no error records, error rate under its threshold.
+
+Both read bodies, so they run in a run (landing_checks, requested by landing_objects_sensor when
+error objects land), never in the sensor.
+"""
 
 import dagster as dg
 
+from sales_cdc.defs.lake.merge import LEDGER_TABLE
 from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
-from sales_cdc.defs.landing.objects import (
-    BatchSummary,
-    add_error_object,
-    add_landing_object,
-    error_rate,
-)
+from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, error_rate
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.query import QueryEngine, read_sql
 
 NO_ERROR_RECORDS = "no_error_records"
 ERROR_RATE = "error_rate"
@@ -38,9 +39,9 @@ def no_error_records_evaluation(errors: BatchSummary) -> dg.AssetCheckEvaluation
     )
 
 
-def error_rate_evaluation(landed: int, errors: int, threshold: float) -> dg.AssetCheckEvaluation:
+def error_rate_evaluation(merged: int, errors: int, threshold: float) -> dg.AssetCheckEvaluation:
     """Fails when the share of records sent to the error prefix exceeds `threshold`."""
-    rate = error_rate(landed, errors)
+    rate = error_rate(merged, errors)
     return dg.AssetCheckEvaluation(
         asset_key=RAW_ORDERS_CDC,
         check_name=ERROR_RATE,
@@ -49,33 +50,43 @@ def error_rate_evaluation(landed: int, errors: int, threshold: float) -> dg.Asse
         metadata={
             "error_rate": dg.MetadataValue.float(round(rate, 6)),
             "threshold": dg.MetadataValue.float(threshold),
-            "landed_records": landed,
+            "merged_records": merged,
             "error_records": errors,
         },
     )
 
 
-def _scan(aws: AwsResource, prefix: str, reader) -> BatchSummary:
+def error_prefix_summary(aws: AwsResource) -> BatchSummary:
+    """Every error record still under the error prefix (what no_error_records looks at)."""
     stack = aws.stack()
     s3 = aws.client("s3")
     summary = BatchSummary()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket, Prefix=prefix):
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=stack.bucket, Prefix=stack.errors_prefix
+    )
+    for page in pages:
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()
-            reader(summary, obj["Key"], prefix, body)
+            add_error_object(summary, obj["Key"], stack.errors_prefix, body)
     return summary
+
+
+def merged_records(query_engine: QueryEngine) -> int:
+    """Landing records merged into the lake so far (the ledger's count; 0 before the first run)."""
+    if query_engine.catalog().get_table(LEDGER_TABLE) is None:
+        return 0
+    return int(query_engine.query(read_sql("landing_records_merged")).one()["records"] or 0)
 
 
 @dg.asset_check(
     asset=ERRORS_ORDERS_CDC,
     name=NO_ERROR_RECORDS,
-    description="No record failed the transform (the sensor evaluates it on every new batch).",
+    description="No record failed the transform (run by landing_objects_sensor on new error "
+    "objects, and by redrive_failed_records).",
 )
 def no_error_records(aws: AwsResource) -> dg.AssetCheckResult:
-    """Scan the whole error prefix: fails if it holds any record."""
-    evaluation = no_error_records_evaluation(
-        _scan(aws, aws.stack().errors_prefix, add_error_object)
-    )
+    """Read the whole error prefix: fails if it holds any record, naming a sample reason."""
+    evaluation = no_error_records_evaluation(error_prefix_summary(aws))
     return dg.AssetCheckResult(
         passed=evaluation.passed,
         description=evaluation.description,
@@ -86,15 +97,15 @@ def no_error_records(aws: AwsResource) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=RAW_ORDERS_CDC,
     name=ERROR_RATE,
-    description="Error records relative to landed records stay under the threshold in infra/.",
+    description="Records waiting in errors/ relative to the records merged into the lake stay "
+    "under the threshold in infra/.",
 )
-def error_rate_check(aws: AwsResource) -> dg.AssetCheckResult:
-    """Scan both prefixes and compare the error rate with its threshold."""
+def error_rate_check(aws: AwsResource, query_engine: QueryEngine) -> dg.AssetCheckResult:
+    """Error records (read from errors/) against the landing records merged (the ledger)."""
     stack = aws.stack()
-    landed = _scan(aws, stack.raw_prefix, add_landing_object)
-    errors = _scan(aws, stack.errors_prefix, add_error_object)
+    errors = error_prefix_summary(aws)
     threshold = float(stack.section("landing")["error_rate_threshold"])
-    evaluation = error_rate_evaluation(landed.records, errors.records, threshold)
+    evaluation = error_rate_evaluation(merged_records(query_engine), errors.records, threshold)
     return dg.AssetCheckResult(
         passed=evaluation.passed, description=evaluation.description, metadata=evaluation.metadata
     )

@@ -1,4 +1,5 @@
-"""Pure summaries of landed objects: landing rows and Firehose error records."""
+"""Pure readers of landed objects: landing rows (in the orders_current run) and Firehose error
+records (in the landing checks)."""
 
 from __future__ import annotations
 
@@ -21,22 +22,15 @@ def parse_event_time(value: str) -> datetime:
 
 @dataclass
 class BatchSummary:
-    """What a batch of new objects under one prefix holds."""
+    """What the error objects under errors/orders_cdc/ hold."""
 
     objects: int = 0
     records: int = 0
     bytes: int = 0
     unreadable_lines: int = 0
-    newest_event_time: datetime | None = None
-    event_days: Counter = field(default_factory=Counter)
     partitions: set[str] = field(default_factory=set)
     error_codes: Counter = field(default_factory=Counter)
     sample_errors: list[str] = field(default_factory=list)
-
-    def lag_seconds(self, now: datetime) -> float | None:
-        if self.newest_event_time is None:
-            return None
-        return round((now - self.newest_event_time).total_seconds(), 3)
 
 
 def partition_of(key: str, prefix: str) -> str:
@@ -60,21 +54,6 @@ def _lines(summary: BatchSummary, key: str, prefix: str, body: bytes) -> Iterato
             summary.unreadable_lines += 1
             return iter(())
     return (line for line in body.splitlines() if line.strip())
-
-
-def add_landing_object(summary: BatchSummary, key: str, prefix: str, body: bytes) -> None:
-    """Count the landing rows of one object; note event time and days."""
-    for line in _lines(summary, key, prefix, body):
-        try:
-            row = json.loads(line)
-            event_time = parse_event_time(row["event_time"])
-        except (ValueError, KeyError, TypeError):
-            summary.unreadable_lines += 1
-            continue
-        summary.records += 1
-        summary.event_days[event_time.date().isoformat()] += 1
-        if summary.newest_event_time is None or event_time > summary.newest_event_time:
-            summary.newest_event_time = event_time
 
 
 def add_error_object(

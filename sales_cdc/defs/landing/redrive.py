@@ -28,8 +28,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from sales_cdc.defs.landing.checks import no_error_records_evaluation
-from sales_cdc.defs.landing.objects import GZIP_MAGIC, BatchSummary, add_error_object
+from sales_cdc.defs.landing.checks import error_prefix_summary, no_error_records_evaluation
+from sales_cdc.defs.landing.objects import GZIP_MAGIC
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.transform import TransformFunctionError, TransformInvoker
 
@@ -398,20 +398,6 @@ def processing_failed_objects(aws: AwsResource) -> list[dict[str, Any]]:
         for obj in page.get("Contents", [])
     ]
     return sorted(objects, key=lambda o: (o["LastModified"], o["Key"]))
-
-
-def error_prefix_summary(aws: AwsResource) -> BatchSummary:
-    """Every error record still under the error prefix (what no_error_records looks at)."""
-    stack = aws.stack()
-    s3 = aws.client("s3")
-    summary = BatchSummary()
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=stack.bucket, Prefix=stack.errors_prefix
-    ):
-        for obj in page.get("Contents", []):
-            body = s3.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()
-            add_error_object(summary, obj["Key"], stack.errors_prefix, body)
-    return summary
 
 
 @dg.op(

@@ -1,4 +1,5 @@
-"""landing_objects_sensor: records each new batch of landed objects and evaluates its checks."""
+"""landing_objects_sensor: records each new batch of landed objects (from the S3 listing alone)
+and requests the runs that read them."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -14,14 +15,27 @@ from sales_cdc.defs.landing.assets import (
     ORDERS_CURRENT,
     RAW_ORDERS_CDC,
 )
-from sales_cdc.defs.landing.checks import error_rate_evaluation, no_error_records_evaluation
-from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, add_landing_object
+from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
+from sales_cdc.defs.landing.objects import partition_of
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.settings import load_settings
 from sales_cdc.stack import load_declaration
 
 _landing = load_declaration(load_settings().env)["landing"]
 
+
+# orders_current (crawling first when a new hour folder is not in the raw table yet).
+lake_refresh_job = dg.define_asset_job(
+    "lake_refresh",
+    selection=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT),
+    description="Merge new landing objects into orders_current (crawl first when needed).",
+)
+# The landing checks, which read the error objects (and the ledger of merged records).
+landing_checks_job = dg.define_asset_job(
+    "landing_checks",
+    selection=dg.AssetSelection.checks(no_error_records, error_rate_check),
+    description="No record in errors/orders_cdc/; error rate under its threshold.",
+)
 
 # How far before the newest LastModified seen the sensor keeps listing (see new_objects).
 LOOKBACK = timedelta(minutes=5)
@@ -59,19 +73,20 @@ def new_objects(
     return fresh, {"last_modified": newest.isoformat(), "keys": kept}
 
 
-def _observation_metadata(summary: BatchSummary, now: datetime) -> dict[str, Any]:
-    lag = summary.lag_seconds(now)
+def listing_metadata(objects: list[dict], prefix: str, now: datetime) -> dict[str, Any]:
+    """What the listing of a batch tells without reading a body: objects, bytes, hour folders,
+    and how long ago the newest object landed (S3 LastModified)."""
+    newest = max(o["LastModified"] for o in objects)
     return {
-        "objects": summary.objects,
-        "records": summary.records,
-        "bytes": summary.bytes,
-        "unreadable_lines": summary.unreadable_lines,
-        "newest_event_time": (
-            summary.newest_event_time.isoformat() if summary.newest_event_time else "none"
+        "objects": dg.MetadataValue.int(len(objects)),
+        "bytes": dg.MetadataValue.int(sum(int(o.get("Size", 0)) for o in objects)),
+        "partitions": dg.MetadataValue.json(
+            sorted({partition_of(o["Key"], prefix) for o in objects})
         ),
-        "lag_seconds": dg.MetadataValue.float(lag) if lag is not None else 0.0,
-        "event_days": dg.MetadataValue.json(sorted(summary.event_days)),
-        "partitions": dg.MetadataValue.json(sorted(summary.partitions)),
+        "newest_landed_at": dg.MetadataValue.text(newest.isoformat()),
+        "seconds_since_newest_landed": dg.MetadataValue.float(
+            round(max((now - newest).total_seconds(), 0.0), 3)
+        ),
     }
 
 
@@ -79,11 +94,12 @@ def _observation_metadata(summary: BatchSummary, now: datetime) -> dict[str, Any
     name="landing_objects_sensor",
     minimum_interval_seconds=int(_landing["sensor_interval_seconds"]),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    target=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT),
+    jobs=[lake_refresh_job, landing_checks_job],
     description=(
-        "Lists new objects in raw/ and errors/ (LastModified cursor), records each batch on the "
-        "landing assets (objects, records, bytes, newest event time, lag, event days), "
-        "evaluates the landing checks and requests athena/orders_current for new data."
+        "Lists new objects in raw/ and errors/ (keys, sizes and LastModified only; a cursor on "
+        "LastModified), records each batch on the landing assets (objects, bytes, hour folders), "
+        "requests athena/orders_current for new landing objects (it reads them) and the landing "
+        "checks for new error objects (they read them)."
     ),
 )
 def landing_objects_sensor(
@@ -95,6 +111,7 @@ def landing_objects_sensor(
     limit = int(_landing["max_objects_per_tick"])
     now = datetime.now(UTC)
     events: list[Any] = []
+    run_requests: list[dg.RunRequest] = []
 
     landing, raw_state = new_objects(
         client, stack.bucket, stack.raw_prefix, cursor.get("raw", {}), limit
@@ -105,48 +122,29 @@ def landing_objects_sensor(
     if not landing and not errors:
         return dg.SkipReason("no new objects in raw/orders_cdc/ or errors/orders_cdc/")
 
-    raw_summary = BatchSummary()
-    for obj in landing:
-        body = client.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()
-        add_landing_object(raw_summary, obj["Key"], stack.raw_prefix, body)
-    error_summary = BatchSummary()
-    for obj in errors:
-        body = client.get_object(Bucket=stack.bucket, Key=obj["Key"])["Body"].read()
-        add_error_object(error_summary, obj["Key"], stack.errors_prefix, body)
-
     if landing:
-        metadata = _observation_metadata(raw_summary, now)
+        metadata = listing_metadata(landing, stack.raw_prefix, now)
         events.append(dg.AssetObservation(asset_key=RAW_ORDERS_CDC, metadata=metadata))
         # Freshness policies look at materializations: Firehose's delivery is reported as one.
         events.append(dg.AssetMaterialization(asset_key=RAW_ORDERS_CDC, metadata=metadata))
+        folders = {partition_of(o["Key"], stack.raw_prefix) for o in landing}
+        run_requests += landing_run_requests(context.instance, aws, folders, raw_state)
     if errors:
-        metadata = _observation_metadata(error_summary, now)
-        metadata["sample_reasons"] = dg.MetadataValue.json(error_summary.sample_errors)
+        metadata = listing_metadata(errors, stack.errors_prefix, now)
+        metadata["sample_keys"] = dg.MetadataValue.json([o["Key"] for o in errors][:3])
         events.append(dg.AssetObservation(asset_key=ERRORS_ORDERS_CDC, metadata=metadata))
         events.append(dg.AssetMaterialization(asset_key=ERRORS_ORDERS_CDC, metadata=metadata))
-
-    landed_total = int(cursor.get("landed_records", 0)) + raw_summary.records
-    errors_total = int(cursor.get("error_records", 0)) + error_summary.records
-    events.append(no_error_records_evaluation(error_summary))
-    events.append(
-        error_rate_evaluation(
-            landed_total, errors_total, float(stack.section("landing")["error_rate_threshold"])
+        run_requests.append(
+            dg.RunRequest(
+                run_key=f"landing-checks-{error_state['last_modified']}",
+                job_name=landing_checks_job.name,
+            )
         )
-    )
-    context.log.info(
-        f"{raw_summary.objects} landing objects ({raw_summary.records} records), "
-        f"{error_summary.objects} error objects ({error_summary.records} records)"
-    )
-    new_cursor = {
-        "raw": raw_state,
-        "errors": error_state,
-        "landed_records": landed_total,
-        "error_records": errors_total,
-    }
+    context.log.info(f"{len(landing)} new landing objects, {len(errors)} new error objects")
     return dg.SensorResult(
         asset_events=events,
-        run_requests=landing_run_requests(context.instance, aws, raw_summary, raw_state),
-        cursor=json.dumps(new_cursor),
+        run_requests=run_requests,
+        cursor=json.dumps({"raw": raw_state, "errors": error_state}),
     )
 
 
@@ -180,16 +178,15 @@ def needs_crawl(aws: AwsResource, partitions: set[str]) -> bool:
 
 
 def landing_run_requests(
-    instance: dg.DagsterInstance, aws: AwsResource, summary: BatchSummary, raw_state: dict[str, Any]
+    instance: dg.DagsterInstance, aws: AwsResource, folders: set[str], raw_state: dict[str, Any]
 ) -> list[dg.RunRequest]:
-    """A run of orders_current for new landing rows, unless one is already waiting to start.
+    """A run of orders_current for new landing objects, unless one is already waiting to start.
 
-    orders_current rebuilds from the whole log, so a run that has not started yet will read
-    this batch too: piling up more runs behind it would only repeat the same work. When the
-    new objects landed in an hour partition the raw table does not list yet, the run crawls first.
+    orders_current merges every landing object not merged yet, so a run that has not started
+    yet will read this batch too: piling up more runs behind it would only repeat the same work.
+    When the new objects landed in an hour folder the raw table does not list yet, the run
+    crawls first.
     """
-    if not summary.records:
-        return []
     waiting = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
@@ -199,17 +196,13 @@ def landing_run_requests(
     )
     if waiting:
         return []
-    if needs_crawl(aws, summary.partitions):
-        selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT]
-    else:
-        selection = [ORDERS_CURRENT]
+    crawl_first = needs_crawl(aws, folders)
+    selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT] if crawl_first else [ORDERS_CURRENT]
     return [
         dg.RunRequest(
             run_key=f"landing-{raw_state['last_modified']}",
+            job_name=lake_refresh_job.name,
             asset_selection=selection,
-            tags={
-                LAKE_TAG: "orders_current",
-                "sales_cdc/event_days": ",".join(sorted(summary.event_days)),
-            },
+            tags={LAKE_TAG: "orders_current"},
         )
     ]

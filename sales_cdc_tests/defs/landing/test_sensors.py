@@ -4,13 +4,19 @@ import uuid
 from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 from dagster_aws.s3 import S3Resource
 
+from sales_cdc.definitions import defs
+from sales_cdc.defs.lake.projection import orders_current
 from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
-from sales_cdc.defs.landing.objects import BatchSummary, add_landing_object, partition_of
+from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, partition_of
 from sales_cdc.defs.landing.sensors import landing_objects_sensor
+from sales_cdc.resources import build_resources
 from sales_cdc.resources.aws import AwsResource
+from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc.settings import load_settings
 
 
 def _row(event_time: str, order_id: str = "o1") -> dict:
@@ -59,41 +65,41 @@ def _tick(aws: AwsResource, instance: dg.DagsterInstance, cursor: str | None):
     return landing_objects_sensor(context)
 
 
-def test_summary_counts_rows_days_and_partitions():
+def test_error_summary_counts_records_reasons_and_a_broken_gzip():
     summary = BatchSummary()
-    body = gzip.compress(
-        (
-            json.dumps(_row("2026-11-20 23:59:59.000001"))
-            + "\n"
-            + json.dumps(_row("2026-11-21 00:00:01.5"))
-            + "\n\n"
-        ).encode()
-    )
-    add_landing_object(
-        summary, "raw/orders_cdc/year=2026/month=11/day=21/hour=00/a.gz", "raw/orders_cdc/", body
-    )
-    assert summary.records == 2 and summary.objects == 1
-    assert sorted(summary.event_days) == ["2026-11-20", "2026-11-21"]
-    assert summary.newest_event_time == datetime(2026, 11, 21, 0, 0, 1, 500000, tzinfo=UTC)
-    assert partition_of(
-        "raw/orders_cdc/year=2026/month=11/day=21/hour=00/a.gz", "raw/orders_cdc/"
-    ) == ("year=2026/month=11/day=21/hour=00")
+    prefix = "errors/orders_cdc/"
+    folder = f"{prefix}processing-failed/year=2026/month=11/day=21/hour=00/"
+    failed = {"errorCode": "Lambda.ProcessingFailed", "errorMessage": "not JSON"}
+    body = gzip.compress((json.dumps(failed) + "\n" + json.dumps(failed) + "\n\n").encode())
+    add_error_object(summary, f"{folder}a.gz", prefix, body)
+    add_error_object(summary, f"{folder}b.gz", prefix, gzip.compress(b"x" * 100)[:-8])
+    assert (summary.objects, summary.records, summary.unreadable_lines) == (2, 2, 1)
+    assert summary.error_codes == {"Lambda.ProcessingFailed": 2}
+    assert summary.sample_errors[0] == "Lambda.ProcessingFailed: not JSON"
+    assert partition_of(f"{folder}a.gz", prefix) == "year=2026/month=11/day=21/hour=00"
 
 
-def test_summary_reads_plain_objects_and_counts_a_broken_gzip_as_unreadable():
-    summary = BatchSummary()
-    plain = (json.dumps(_row("2026-11-21 00:00:01.5")) + "\nnot json\n").encode()
-    broken = gzip.compress(plain)[:-8]
-    prefix = "raw/orders_cdc/"
-    add_landing_object(summary, f"{prefix}year=2026/month=11/day=21/hour=00/a.json", prefix, plain)
-    add_landing_object(summary, f"{prefix}year=2026/month=11/day=21/hour=00/b.gz", prefix, broken)
-    assert (summary.objects, summary.records, summary.unreadable_lines) == (2, 1, 2)
+class CountingS3:
+    """The sensor's S3 client, counting GetObject calls (the sensor must make none)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.get_object_calls = 0
+
+    def __getattr__(self, name: str):
+        if name == "get_object":
+            self.get_object_calls += 1
+        return getattr(self.client, name)
 
 
-def test_sensor_records_each_new_batch_once_with_its_figures(provisioned: AwsResource):
+def test_sensor_records_each_new_batch_once_from_the_listing_alone(
+    provisioned: AwsResource, monkeypatch: pytest.MonkeyPatch
+):
+    s3 = CountingS3(provisioned.client("s3"))
+    monkeypatch.setattr(S3Resource, "get_client", lambda self: s3)
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(provisioned, instance, None), dg.SkipReason)
-        _put_landing(
+        first = _put_landing(
             provisioned,
             "year=2026/month=11/day=20/hour=23",
             [_row("2026-11-20 23:10:00.000000")] * 3,
@@ -107,15 +113,19 @@ def test_sensor_records_each_new_batch_once_with_its_figures(provisioned: AwsRes
         observations = [e for e in result.asset_events if isinstance(e, dg.AssetObservation)]
         assert [o.asset_key for o in observations] == [RAW_ORDERS_CDC]
         metadata = observations[0].metadata
-        assert (metadata["objects"].value, metadata["records"].value) == (2, 5)
-        assert metadata["bytes"].value > 0 and metadata["lag_seconds"].value > 0
-        assert metadata["newest_event_time"].value == "2026-11-21T01:00:00.250000+00:00"
-        assert metadata["event_days"].value == ["2026-11-20", "2026-11-21"]
+        head = provisioned.client("s3").head_object(Bucket=provisioned.stack().bucket, Key=first)
+        assert metadata["objects"].value == 2 and metadata["bytes"].value > head["ContentLength"]
+        assert metadata["partitions"].value == [
+            "year=2026/month=11/day=20/hour=23",
+            "year=2026/month=11/day=21/hour=01",
+        ]
+        assert 0 <= metadata["seconds_since_newest_landed"].value < 120
+        assert "records" not in metadata  # counting rows is the orders_current run's work
         assert any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)
-        checks = {
-            e.check_name: e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)
-        }
-        assert checks["no_error_records"].passed and checks["error_rate"].passed
+        assert not any(isinstance(e, dg.AssetCheckEvaluation) for e in result.asset_events)
+        [request] = result.run_requests
+        assert request.job_name == "lake_refresh"
+        assert s3.get_object_calls == 0
 
         # Nothing new: nothing recorded twice.
         assert isinstance(_tick(provisioned, instance, result.cursor), dg.SkipReason)
@@ -124,46 +134,57 @@ def test_sensor_records_each_new_batch_once_with_its_figures(provisioned: AwsRes
         )
         later = _tick(provisioned, instance, result.cursor)
         observation = next(e for e in later.asset_events if isinstance(e, dg.AssetObservation))
-        assert (observation.metadata["objects"].value, observation.metadata["records"].value) == (
-            1,
-            1,
-        )
+        assert observation.metadata["objects"].value == 1
+        assert s3.get_object_calls == 0
 
 
-def test_error_records_fail_the_check_with_a_sample_reason(provisioned: AwsResource):
+def test_error_objects_request_the_landing_checks_which_name_a_reason(provisioned: AwsResource):
     with dg.instance_for_test() as instance:
-        _put_landing(
-            provisioned,
-            "year=2026/month=11/day=21/hour=10",
-            [_row("2026-11-21 10:00:00.000000")] * 10,
-        )
         _put_errors(provisioned, 2)
         result = _tick(provisioned, instance, None)
-        checks = {
-            e.check_name: e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)
+        observation = next(e for e in result.asset_events if isinstance(e, dg.AssetObservation))
+        assert observation.asset_key == ERRORS_ORDERS_CDC
+        assert observation.metadata["objects"].value == 1
+        [request] = result.run_requests  # no landing object: nothing for the lake to do
+        assert request.job_name == "landing_checks"
+
+        # The job the sensor requests, run as the daemon would: the checks read the bodies.
+        job = defs.resolve_job_def(request.job_name)
+        assert {k.name for k in job.asset_layer.asset_graph.asset_check_keys} == {
+            "no_error_records",
+            "error_rate",
         }
+        run = job.execute_in_process(
+            instance=instance, resources=build_resources(load_settings()), raise_on_error=False
+        )
+        checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
         errors = checks["no_error_records"]
         assert errors.asset_key == ERRORS_ORDERS_CDC and not errors.passed
         assert "Lambda.ProcessingFailed: not JSON" in errors.description
-        rate = checks["error_rate"]
-        assert not rate.passed and rate.metadata["error_records"].value == 2  # 2/12 > 1%
+        assert not checks["error_rate"].passed  # 2 errors, nothing merged yet
 
 
-def test_checks_run_by_hand_scan_the_prefixes(provisioned: AwsResource):
+def test_error_rate_compares_error_records_with_the_records_merged(provisioned: AwsResource):
     _put_landing(
         provisioned, "year=2026/month=11/day=21/hour=10", [_row("2026-11-21 10:00:00.000000")] * 300
     )
-    assert error_rate_check(provisioned).passed
+    engine = DuckDBQueryEngine(aws=provisioned)
+    assert error_rate_check(provisioned, engine).passed  # nothing merged, nothing failed
     assert no_error_records(provisioned).passed
+    merged = dg.materialize(
+        [orders_current], resources={"aws": provisioned, "query_engine": engine}
+    )
+    assert merged.success
     _put_errors(provisioned, 1)
-    result = error_rate_check(provisioned)
+    result = error_rate_check(provisioned, engine)
     assert result.passed  # 1 / 301 is under the 1% threshold
+    assert result.metadata["merged_records"].value == 300
     assert not no_error_records(provisioned).passed
     _put_errors(provisioned, 5)
-    assert not error_rate_check(provisioned).passed
+    assert not error_rate_check(provisioned, engine).passed
 
 
-def test_new_landing_rows_request_orders_current_once(provisioned: AwsResource):
+def test_new_landing_objects_request_orders_current_once(provisioned: AwsResource):
     with dg.instance_for_test() as instance:
         _put_landing(
             provisioned, "year=2026/month=11/day=21/hour=03", [_row("2026-11-21 03:00:00.000000")]
@@ -175,10 +196,11 @@ def test_new_landing_rows_request_orders_current_once(provisioned: AwsResource):
             dg.AssetKey(["glue", "orders_cdc"]),
             dg.AssetKey(["athena", "orders_current"]),
         ]
-        assert request.tags["sales_cdc/event_days"] == "2026-11-21"
-        # Only error objects: nothing for the lake to do.
+        assert request.tags["sales_cdc/lake"] == "orders_current"
+        # Only error objects: the landing checks, nothing for the lake.
         _put_errors(provisioned, 1)
-        assert _tick(provisioned, instance, result.cursor).run_requests == []
+        [checks] = _tick(provisioned, instance, result.cursor).run_requests
+        assert checks.job_name == "landing_checks"
 
 
 def test_cursor_catches_an_object_stamped_before_ones_already_recorded():
