@@ -1,6 +1,6 @@
 -- orders_current_changes: what the new landing objects change in orders_current and
 -- order_tombstones, computed from their rows (pruned by "$path") and the stored state of the
--- order days in the lookup scope (%(days)s plus the NULL day).
+-- order days in the lookup scope (`days` plus the NULL day).
 -- Per order, the winner is the greatest sequence_number (a digits string, compared as a number;
 -- ties by event_id) among the de-duplicated new events and the stored row or tombstone. Only
 -- orders whose winner is a new event give a row: is_removed = FALSE upserts orders_current (and
@@ -11,56 +11,11 @@
 -- column (a malformed time, an amount beyond DECIMAL(18, 2), a quantity that is not a number)
 -- becomes NULL; the row stays and the checks of orders_current name the order.
 -- Columns computed exactly as in orders_current.sql (the full rebuild).
--- optional: orders_cdc.customer_id string
--- optional: orders_cdc.customer_name string
--- optional: orders_cdc.customer_city string
--- optional: orders_cdc.customer_country string
--- optional: orders_cdc.product_id string
--- optional: orders_cdc.product_name string
--- optional: orders_cdc.category string
--- optional: orders_cdc.quantity bigint
--- optional: orders_cdc.unit_price double
--- optional: orders_cdc.discount double
--- optional: orders_cdc.total_amount double
--- optional: orders_cdc.currency string
--- optional: orders_cdc.payment_method string
--- optional: orders_cdc.channel string
--- optional: orders_cdc.status string
--- optional: orders_cdc.created_at string
--- optional: orders_cdc.updated_at string
--- optional: orders_cdc.version bigint
-WITH landed AS (
-    SELECT *, TRY_CAST(sequence_number AS DECIMAL(38, 0)) AS seq
-    FROM orders_cdc
-    WHERE "$path" IN (%(paths)s)
-),
+WITH
+-- include: landing_rows
 incoming AS (
     SELECT
-        order_id,
-        customer_id,
-        customer_name,
-        customer_city,
-        customer_country,
-        product_id,
-        product_name,
-        category,
-        TRY_CAST(quantity AS BIGINT) AS quantity,
-        TRY_CAST(unit_price AS DECIMAL(18, 2)) AS unit_price,
-        TRY_CAST(discount AS DECIMAL(18, 2)) AS discount,
-        TRY_CAST(total_amount AS DECIMAL(18, 2)) AS total_amount,
-        currency,
-        payment_method,
-        channel,
-        status,
-        TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)) AS created_at,
-        TRY(CAST(from_iso8601_timestamp(updated_at) AS TIMESTAMP)) AS updated_at,
-        TRY_CAST(version AS BIGINT) AS version,
-        event_id AS last_event_id,
-        seq AS last_sequence_number,
-        TRY_CAST(event_time AS TIMESTAMP) AS last_event_time,
-        date_format(TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)), '%Y-%m-%d')
-            AS order_date,
-        COALESCE(is_deleted, event_name = 'REMOVE') AS is_removed,
+        -- include: landing_event_columns
         FALSE AS is_stored,
         ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY seq) AS copy_number,
         FIRST_VALUE(event_name) OVER (PARTITION BY order_id ORDER BY seq, event_id)

@@ -1,5 +1,5 @@
--- orders_current_lookup: the order day of the stored row or tombstone of %(order_ids)s, wherever
--- it is (the whole of both tables). Run only for the rare orders whose stored state the merge
+-- orders_current_lookup: the order day of the stored row or tombstone of the orders in
+-- `order_ids`, wherever it is (the whole of both tables). Run only for the rare orders whose stored state the merge
 -- could not find in its lookup scope: an order whose first new event is not an INSERT and whose
 -- row is not in the days of its new events (out-of-order delivery, a changed created_at), or a
 -- re-inserted order whose tombstone lies in another day.

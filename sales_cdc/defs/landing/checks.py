@@ -6,7 +6,6 @@ error objects land), never in the sensor.
 
 import dagster as dg
 
-from sales_cdc.defs.lake.merge import LEDGER_TABLE
 from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, error_rate
 from sales_cdc.resources.aws import AwsResource
@@ -73,6 +72,8 @@ def error_prefix_summary(aws: AwsResource) -> BatchSummary:
 
 def merged_records(query_engine: QueryEngine) -> int:
     """Landing records merged into the lake so far (the ledger's count; 0 before the first run)."""
+    from sales_cdc.defs.lake.merge import LEDGER_TABLE  # the lake imports the landing package
+
     if query_engine.catalog().get_table(LEDGER_TABLE) is None:
         return 0
     return int(query_engine.query(read_sql("landing_records_merged")).one()["records"] or 0)

@@ -1,0 +1,28 @@
+-- A landing row as a row of orders_current (both the full rebuild and the incremental merge):
+-- a value that does not fit its column becomes NULL, the row stays. Ends with a comma: the
+-- query goes on with its own columns.
+order_id,
+customer_id,
+customer_name,
+customer_city,
+customer_country,
+product_id,
+product_name,
+category,
+TRY_CAST(quantity AS BIGINT) AS quantity,
+TRY_CAST(unit_price AS DECIMAL(18, 2)) AS unit_price,
+TRY_CAST(discount AS DECIMAL(18, 2)) AS discount,
+TRY_CAST(total_amount AS DECIMAL(18, 2)) AS total_amount,
+currency,
+payment_method,
+channel,
+status,
+TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)) AS created_at,
+TRY(CAST(from_iso8601_timestamp(updated_at) AS TIMESTAMP)) AS updated_at,
+TRY_CAST(version AS BIGINT) AS version,
+event_id AS last_event_id,
+seq AS last_sequence_number,
+TRY_CAST(event_time AS TIMESTAMP) AS last_event_time,
+date_format(TRY(CAST(from_iso8601_timestamp(created_at) AS TIMESTAMP)), '%Y-%m-%d')
+    AS order_date,
+COALESCE(is_deleted, event_name = 'REMOVE') AS is_removed,
