@@ -9,8 +9,9 @@
 --                         of the day: a customer buying in two groups is one customer of the day)
 --   day_repeat_customers  of those, customers with more than one sale that order day
 -- A missing country, channel or payment method is reported as UNKNOWN.
--- order_date (the UTC day of created_at) is the partition column and comes last; the equality
--- filter on it makes both engines read only that day's partition of orders_current.
+-- order_date (the UTC day of created_at) is the partition column and comes last; the IN filter
+-- on it makes both engines read only those days' partitions of orders_current (a run refreshes
+-- its days in one write).
 -- partitioned_by: order_date
 WITH day_orders AS (
     SELECT
@@ -28,19 +29,21 @@ WITH day_orders AS (
             ELSE 'sale'
         END AS outcome
     FROM orders_current
-    WHERE order_date = %(order_date)s
+    WHERE order_date IN (%(order_dates)s)
 ),
 customer_sales AS (
-    SELECT customer_id, COUNT(*) AS sales
+    SELECT order_date, customer_id, COUNT(*) AS sales
     FROM day_orders
     WHERE outcome = 'sale' AND customer_id IS NOT NULL
-    GROUP BY customer_id
+    GROUP BY order_date, customer_id
 ),
 day_customers AS (
     SELECT
+        order_date,
         COUNT(*) AS day_customers,
         COUNT(CASE WHEN sales > 1 THEN 1 END) AS day_repeat_customers
     FROM customer_sales
+    GROUP BY order_date
 )
 SELECT
     customer_country,
@@ -54,9 +57,10 @@ SELECT
     COUNT(CASE WHEN outcome = 'cancelled' THEN 1 END) AS cancelled_orders,
     COUNT(CASE WHEN outcome = 'returned' THEN 1 END) AS returned_orders,
     COUNT(DISTINCT CASE WHEN outcome = 'sale' THEN customer_id END) AS customers,
-    CAST(MAX(day_customers.day_customers) AS BIGINT) AS day_customers,
-    CAST(MAX(day_customers.day_repeat_customers) AS BIGINT) AS day_repeat_customers,
-    order_date
+    -- a day whose orders are all cancelled or returned has no customers: 0, as on other rows
+    CAST(COALESCE(MAX(day_customers.day_customers), 0) AS BIGINT) AS day_customers,
+    CAST(COALESCE(MAX(day_customers.day_repeat_customers), 0) AS BIGINT) AS day_repeat_customers,
+    day_orders.order_date
 FROM day_orders
-CROSS JOIN day_customers
-GROUP BY order_date, customer_country, channel, payment_method, currency
+LEFT JOIN day_customers ON day_customers.order_date = day_orders.order_date
+GROUP BY day_orders.order_date, customer_country, channel, payment_method, currency

@@ -1,7 +1,8 @@
--- daily_customer_behaviour_totals: one order day of daily_customer_behaviour summed up per currency
--- (to compare with aggregate_totals.sql), with the day's customer counts as every row states them
+-- daily_customer_behaviour_totals: each order day in `order_dates` of daily_customer_behaviour
+-- summed up per currency (to compare with aggregate_totals.sql), with the day's customer counts as every row states them
 -- (min and max must agree) and the largest customers count of a single row.
 SELECT
+    order_date,
     currency,
     COUNT(*) AS table_rows,
     CAST(SUM(orders) AS BIGINT) AS orders,
@@ -18,5 +19,5 @@ SELECT
         CASE WHEN orders < 0 OR units < 0 OR net_revenue < 0 OR customers < 0 THEN 1 END
     ) AS negative_rows
 FROM daily_customer_behaviour
-WHERE order_date = %(order_date)s
-GROUP BY currency
+WHERE order_date IN (%(order_dates)s)
+GROUP BY order_date, currency

@@ -11,8 +11,9 @@
 --   reached_orders    on funnel rows, orders known to have reached at least that step: a RETURNED
 --                     order was DELIVERED first, a CANCELLED one was at least PLACED (it may have
 --                     been PAID, the projection keeps only the current status); NULL off the funnel
--- order_date (the UTC day of created_at) is the partition column and comes last; the equality
--- filter on it makes both engines read only that day's partition of orders_current.
+-- order_date (the UTC day of created_at) is the partition column and comes last; the IN filter
+-- on it makes both engines read only those days' partitions of orders_current (a run refreshes
+-- its days in one write).
 -- partitioned_by: order_date
 WITH day_orders AS (
     SELECT
@@ -20,7 +21,7 @@ WITH day_orders AS (
         COALESCE(status, 'UNKNOWN') AS status,
         quantity
     FROM orders_current
-    WHERE order_date = %(order_date)s
+    WHERE order_date IN (%(order_dates)s)
 ),
 per_status AS (
     SELECT

@@ -1,8 +1,9 @@
 -- daily_sales_by_product: one row per order day, product and currency, from orders_current (live
 -- orders only: an order deleted upstream is gone from orders_current and so from here).
 -- The sales measures are defined once, in include/sales_measures.sql.
--- order_date (the UTC day of created_at) is the partition column and comes last; the equality
--- filter on it makes both engines read only that day's partition of orders_current.
+-- order_date (the UTC day of created_at) is the partition column and comes last; the IN filter
+-- on it makes both engines read only those days' partitions of orders_current (a run refreshes
+-- its days in one write).
 -- partitioned_by: order_date
 WITH day_orders AS (
     SELECT
@@ -17,7 +18,7 @@ WITH day_orders AS (
         total_amount,
         -- include: sales_outcome
     FROM orders_current
-    WHERE order_date = %(order_date)s
+    WHERE order_date IN (%(order_dates)s)
 )
 SELECT
     product_id,

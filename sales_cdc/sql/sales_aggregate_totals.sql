@@ -1,8 +1,9 @@
--- sales_aggregate_totals: one order day of a sales aggregate summed per currency (to compare with
--- aggregate_totals.sql), its row count and how many rows hold a negative amount.
+-- sales_aggregate_totals: each order day in `order_dates` of a sales aggregate summed per currency
+-- (to compare with aggregate_totals.sql), its row count and how many rows hold a negative amount.
 -- The three sales tables (daily_sales_by_product, daily_sales_by_category, hourly_revenue) share
 -- these columns: the checks read the same text with the table swapped (sqlglot replace_tables).
 SELECT
+    order_date,
     currency,
     COUNT(*) AS table_rows,
     CAST(SUM(orders) AS BIGINT) AS orders,
@@ -21,5 +22,5 @@ SELECT
         END
     ) AS negative_rows
 FROM daily_sales_by_product
-WHERE order_date = %(order_date)s
-GROUP BY currency
+WHERE order_date IN (%(order_dates)s)
+GROUP BY order_date, currency

@@ -181,7 +181,7 @@ def test_replace_rows_is_delete_then_insert_of_the_table_columns(
         "daily_order_status",
         read_sql("daily_order_status"),
         where="order_date = '2026-03-01'",
-        params={"order_date": "2026-03-01"},
+        params={"order_dates": ["2026-03-01"]},
     )
     ddl, delete, insert = statements
     assert isinstance(athena_sql(delete), sqlglot.exp.Delete)
@@ -199,7 +199,7 @@ def test_replace_rows_is_delete_then_insert_of_the_table_columns(
         "reached_orders",
         "order_date",
     ]
-    assert "WHERE order_date = '2026-03-01'" in insert
+    assert "WHERE order_date IN ('2026-03-01')" in insert
     assert result.query_ids == ["q-2", "q-3"]  # the DDL ran first, once
     assert result.rows_written == 5 and result.bytes_scanned == 200
     athena.replace_rows("daily_order_status", "SELECT * FROM x", where=None)
@@ -296,7 +296,7 @@ def test_write_table_never_uses_ctas_external_location(
         read_sql("daily_order_status"),
         partitioned_by=["order_date"],
         replace_partitions=[["2026-03-01"], ["2026-03-02"]],
-        params={"order_date": "2026-03-01"},
+        params={"order_dates": ["2026-03-01"]},
     )
     assert not any("external_location" in s for s in statements)
     assert statements[2] == (

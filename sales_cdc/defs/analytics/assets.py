@@ -2,6 +2,7 @@
 
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -69,12 +70,16 @@ CUSTOMER_TABLE = "daily_customer_behaviour"
 AGGREGATE_KEYS = [dg.AssetKey(["athena", table]) for table in AGGREGATES]
 
 
-def totals_sql(table: str, day: str) -> str:
-    """One order day of `table` summed up: the sales tables share sales_aggregate_totals.sql
-    (read with their own table name), daily_order_status has its own file."""
+DAYS = "order_dates"  # the list parameter of the aggregate and totals SQL files
+
+
+def totals_sql(table: str, days: Sequence[str]) -> str:
+    """The order days `days` of `table` summed up, one row per day (and currency): the sales tables
+    share sales_aggregate_totals.sql (read with their own table name), the others have their own
+    file."""
     if table not in SALES_TABLES:
-        return bind(read_sql(f"{table}_totals"), {PARTITION: day})
-    bound = bind(read_sql("sales_aggregate_totals"), {PARTITION: day})
+        return bind(read_sql(f"{table}_totals"), {DAYS: list(days)})
+    bound = bind(read_sql("sales_aggregate_totals"), {DAYS: list(days)})
     tree = sqlglot.parse_one(bound, read="athena")
     return exp.replace_tables(tree, {"daily_sales_by_product": table}).sql(dialect="athena")
 
@@ -140,30 +145,35 @@ def _int(value: Any) -> int:
 def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refresh:
     """Rebuild exactly the partitions `days` of `table` from those days of orders_current.
 
-    Each day is its own write: it reads only that order_date partition of orders_current and
-    replaces only that partition of the Iceberg table (left empty when the day has no live
-    orders), so a re-run changes nothing and no other day is touched. Embedded, a day's
-    replacement is one Iceberg commit; on Athena it is a DELETE and an INSERT INTO.
+    One write replaces all of them: it reads only those order_date partitions of orders_current
+    and replaces only those partitions of the Iceberg table (a day without live orders is left
+    empty), so a re-run changes nothing and no other day is touched. Embedded, the write is one
+    Iceberg commit (a reader sees every day before or after, never half replaced); on Athena it is
+    a DELETE and an INSERT INTO.
     """
     refresh = Refresh(table=table)
-    select_sql = read_sql(table)
-    for day in days:
-        written = query_engine.replace_rows(
-            table,
-            select_sql,
-            where=f"{PARTITION} = {literal(day)}",
-            params={PARTITION: day},
-        )
-        refresh.rows_written += written.rows_written
-        refresh.files_written += written.files_written
-        refresh.bytes_written += written.bytes_written
-        totals = query_engine.query(totals_sql(table, day))
-        refresh.days.append(day)
-        refresh.source_bytes_read += written.bytes_scanned
-        refresh.bytes_read += written.bytes_scanned + totals.bytes_scanned
-        rows = [r for r in totals.dicts() if _int(r["table_rows"])]
-        if not rows:
-            refresh.empty_days.append(day)
+    days = sorted(set(days))
+    if not days:
+        return refresh
+    written = query_engine.replace_rows(
+        table,
+        read_sql(table),
+        where=f"{PARTITION} IN ({', '.join(literal(day) for day in days)})",
+        params={DAYS: days},
+    )
+    refresh.rows_written = written.rows_written
+    refresh.files_written = written.files_written
+    refresh.bytes_written = written.bytes_written
+    totals = query_engine.query(totals_sql(table, days))
+    refresh.days = days
+    refresh.source_bytes_read = written.bytes_scanned
+    refresh.bytes_read = written.bytes_scanned + totals.bytes_scanned
+    by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in totals.dicts():
+        if _int(row["table_rows"]):
+            by_day[str(row[PARTITION])].append(row)
+    refresh.empty_days = [day for day in days if day not in by_day]
+    for rows in by_day.values():
         for row in rows:
             refresh.rows += _int(row["table_rows"])
             refresh.orders += _int(row["orders"])
@@ -171,7 +181,7 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
             refresh.returned_orders += _int(row["returned_orders"])
             if "net_revenue" in row:
                 refresh.net_revenue[str(row["currency"])] += Decimal(str(row["net_revenue"]))
-        if table == CUSTOMER_TABLE and rows:
+        if table == CUSTOMER_TABLE:
             # Every row states the day's customers: count them once per day, not per currency.
             refresh.customers += max(_int(r["max_day_customers"]) for r in rows)
             refresh.repeat_customers += max(_int(r["max_day_repeat_customers"]) for r in rows)

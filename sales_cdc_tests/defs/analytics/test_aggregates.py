@@ -333,6 +333,16 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
     assert sales(table(lake, "daily_sales_by_category", NEXT_DAY), "category") == {
         ("Tools",): (1, 1, D("10.00"), D("0.00"), D("10.00"), 0, D("0.00"), 0, D("0.00"))
     }
+    # the whole range is one write per table: one Iceberg commit holding every day
+    tables = IcebergTables(iceberg_catalog(lake), lake.stack().database)
+    for name in AGGREGATES:
+        operations = [s.summary.operation.value for s in tables.load(name).snapshots()]
+        assert operations == ["append"], (name, operations)
+    # and it holds exactly what refreshing each day on its own gives
+    ranged = {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES}
+    for day in (NEXT_DAY, DAY):
+        assert refresh(lake, day).success
+    assert {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES} == ranged
 
 
 def _tamper(aws: AwsResource, name: str, select: str) -> None:
