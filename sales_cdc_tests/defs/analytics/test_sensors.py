@@ -1,6 +1,7 @@
 """aggregates_sensor: exactly the changed order days, once each, nothing on the next tick."""
 
 import dagster as dg
+from dagster._core.test_utils import create_run_for_test
 
 from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT
 from sales_cdc.defs.analytics.sensors import aggregates_sensor
@@ -100,3 +101,27 @@ def test_sensor_is_running_by_default_and_loads_with_the_code_location() -> None
     repository = defs.get_repository_def()
     for key in AGGREGATE_KEYS:
         assert repository.asset_graph.get(key).parent_keys == {ORDERS_CURRENT}
+
+
+def test_no_second_run_while_one_waits_to_start_the_days_wait_for_the_next_tick() -> None:
+    with dg.instance_for_test() as instance:
+        report(instance, changed(["2026-03-01"]))
+        first, _ = tick(instance, None)
+        apply(instance, first)
+        (request,) = first.run_requests
+        waiting = create_run_for_test(
+            instance,
+            job_name="__ASSET_JOB",
+            status=dg.DagsterRunStatus.NOT_STARTED,
+            tags=request.tags,
+        )
+        report(instance, changed(["2026-03-02"]))
+        report(instance, changed(["2026-03-03"]))
+        skipped, _ = tick(instance, first.cursor)
+        assert isinstance(skipped, dg.SkipReason)
+
+        # the waiting run no longer waits (started, or here cancelled): the days since, in one run
+        instance.report_run_canceled(waiting)
+        later, _ = tick(instance, first.cursor)
+        (request,) = later.run_requests
+        assert _range(request) == ("2026-03-02", "2026-03-03")
