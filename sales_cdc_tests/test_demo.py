@@ -37,7 +37,7 @@ def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -
     assert time.monotonic() - started < 60
 
 
-def test_the_instance_runs_one_lake_writing_run_at_a_time(tmp_path: Path) -> None:
+def test_the_instance_runs_one_lake_writing_run_of_each_kind_at_a_time(tmp_path: Path) -> None:
     import shutil
 
     import dagster as dg
@@ -50,4 +50,5 @@ def test_the_instance_runs_one_lake_writing_run_at_a_time(tmp_path: Path) -> Non
         coordinator = instance.run_coordinator
         assert type(coordinator).__name__ == "QueuedRunCoordinator"
         limits = coordinator.get_run_queue_config().tag_concurrency_limits
-        assert {"key": LAKE_TAG, "limit": 1} in limits
+        per_kind = {"key": LAKE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        assert per_kind in limits

@@ -301,6 +301,22 @@ def _predicates_for(table: exp.Table) -> list[exp.Expression]:
     return [c.copy() for c in conjuncts]
 
 
+def _version_of(table: exp.Table) -> int | None:
+    """The snapshot id of `FOR VERSION AS OF <id>` on a table reference (None without one)."""
+    version = table.args.get("version")
+    if version is None:
+        return None
+    value = version.expression
+    if str(version.this).upper() != "VERSION" or not isinstance(value, exp.Literal):
+        raise EngineError(f"Only FOR VERSION AS OF <snapshot id> is supported: {version.sql()}")
+    try:
+        return int(value.this)
+    except ValueError:
+        raise EngineError(
+            f"FOR VERSION AS OF needs a snapshot id (a number): {value.sql()}"
+        ) from None
+
+
 def is_iceberg(table: Mapping[str, Any]) -> bool:
     """Whether a Glue table is an Apache Iceberg table (Parameters table_type=ICEBERG)."""
     return str((table.get("Parameters") or {}).get("table_type", "")).upper() == "ICEBERG"
@@ -314,6 +330,7 @@ class Read:
     registered: str
     partition_filter: dict[str, set[str]]
     predicates: list[exp.Expression]
+    snapshot_id: int | None = None  # `FOR VERSION AS OF` (Iceberg tables)
 
 
 class DuckDBEngine:
@@ -424,6 +441,7 @@ class DuckDBEngine:
         stats: ReadStats | None = None,
         predicates: Sequence[exp.Expression] = (),
         with_path: bool = False,
+        snapshot_id: int | None = None,
     ) -> pa.Table:
         """A cataloged table as Arrow, reading only the partitions `partition_filter` allows
         (Iceberg tables: only the data files the query's `predicates` can match).
@@ -438,7 +456,11 @@ class DuckDBEngine:
                 "materialize the asset that writes it."
             )
         if is_iceberg(table):
-            return self._read_iceberg(name, predicates, optional_columns, stats)
+            return self._read_iceberg(name, predicates, optional_columns, stats, snapshot_id)
+        if snapshot_id is not None:
+            raise EngineError(
+                f"FOR VERSION AS OF reads an Iceberg table's snapshot; {name!r} is not Iceberg."
+            )
         descriptor = table["StorageDescriptor"]
         columns = [(c["Name"].lower(), c["Type"]) for c in descriptor.get("Columns", [])]
         keys = [k["Name"].lower() for k in table.get("PartitionKeys", [])]
@@ -517,14 +539,16 @@ class DuckDBEngine:
         predicates: Sequence[exp.Expression],
         optional_columns: Mapping[str, str] | None,
         stats: ReadStats | None,
+        snapshot_id: int | None = None,
     ) -> pa.Table:
-        """An Iceberg table's rows, scanning only what the AND-ed `predicates` can match."""
+        """An Iceberg table's rows (its current snapshot, or `snapshot_id`), scanning only what
+        the AND-ed `predicates` can match."""
         tables = self._tables()
         columns = tables.arrow_schema(name).names
         filters = [f for f in (to_row_filter(p, columns) for p in predicates) if f is not None]
         row_filter = functools.reduce(ice.And, filters) if filters else ice.AlwaysTrue()
         try:
-            data, files, size = tables.scan(name, row_filter)
+            data, files, size = tables.scan(name, row_filter, snapshot_id)
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
         for column, hive_type in (optional_columns or {}).items():
@@ -555,7 +579,9 @@ class DuckDBEngine:
             if not name or (name in ctes and not table.db):
                 continue
             registered = f"__t{i}_{name}"
-            reads.append(Read(name, registered, _pruning_for(table), _predicates_for(table)))
+            read = Read(name, registered, _pruning_for(table), _predicates_for(table))
+            read.snapshot_id = _version_of(table)
+            reads.append(read)
             alias = table.alias or name
             table.replace(exp.to_table(registered).as_(alias))
         return tree.sql(dialect="duckdb"), reads
@@ -594,6 +620,7 @@ class DuckDBEngine:
                     stats=stats,
                     predicates=read.predicates,
                     with_path=with_path,
+                    snapshot_id=read.snapshot_id,
                 )
                 connection.register(read.registered, data)
             try:

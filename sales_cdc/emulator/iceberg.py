@@ -300,18 +300,31 @@ class IcebergTables:
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(
-        self, name: str, row_filter: ice.BooleanExpression | None = None
+        self,
+        name: str,
+        row_filter: ice.BooleanExpression | None = None,
+        snapshot_id: int | None = None,
     ) -> tuple[pa.Table, int, int]:
-        """Rows of `name` matching `row_filter`; also the data files and bytes the scan planned."""
+        """Rows of `name` (its current snapshot, or `snapshot_id`) matching `row_filter`; also
+        the data files and bytes the scan planned."""
         from pyiceberg.io.pyarrow import ArrowScan
 
         table = self.load(name)
+        if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
+            raise IcebergError(
+                f"Iceberg table {name} has no snapshot {snapshot_id} (expired by maintenance?)"
+            )
         row_filter = row_filter if row_filter is not None else ice.AlwaysTrue()
-        scan = table.scan(row_filter=row_filter)
+        scan = table.scan(row_filter=row_filter, snapshot_id=snapshot_id)
         tasks = list(scan.plan_files())
         data = ArrowScan(table.metadata, table.io, scan.projection(), row_filter).to_table(tasks)
         data = _plain_types(data)
         return data, len(tasks), sum(t.file.file_size_in_bytes for t in tasks)
+
+    def current_snapshot_id(self, name: str) -> int | None:
+        """The id of `name`'s current snapshot (None before its first commit)."""
+        snapshot = self.load(name).current_snapshot()
+        return snapshot.snapshot_id if snapshot is not None else None
 
     def arrow_schema(self, name: str) -> pa.Schema:
         from pyiceberg.io.pyarrow import schema_to_pyarrow

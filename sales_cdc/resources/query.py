@@ -187,6 +187,11 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         when all are written, then the previous files are deleted.
         """
 
+    @abstractmethod
+    def snapshot_id(self, name: str) -> int | None:
+        """The current snapshot of Iceberg table `name` (None before its first commit): pinned in
+        a query with `FOR VERSION AS OF` (resources.sql.as_of), both engines read that state."""
+
     def sync_partitions(self, table: str) -> list[list[str]]:
         """Register hive folders of `table` that the catalog does not list yet."""
         return self.catalog().add_missing_partitions(table)
@@ -225,6 +230,9 @@ class DuckDBQueryEngine(QueryEngine):
             delete_location=catalog.delete_location,
             iceberg=IcebergTables(iceberg_catalog(self.aws), catalog.database),
         )
+
+    def snapshot_id(self, name: str) -> int | None:
+        return self._run(lambda engine: engine.iceberg.current_snapshot_id(name))
 
     def _run(self, action: Any) -> Any:
         from sales_cdc.emulator.duckdb_engine import EngineError
@@ -686,6 +694,13 @@ class AthenaQueryEngine(QueryEngine):
             f"OPTIMIZE {name} REWRITE DATA USING BIN_PACK",
             f"VACUUM {name}",
         ]
+
+    def snapshot_id(self, name: str) -> int | None:
+        # Athena "Query Iceberg table metadata": "table$snapshots" lists committed_at, snapshot_id.
+        row = self._execute(
+            f'SELECT snapshot_id FROM "{name}$snapshots" ORDER BY committed_at DESC LIMIT 1'
+        ).fetchone()
+        return int(row[0]) if row else None
 
     def _counts(self, name: str) -> tuple[int, int]:
         """(data files, snapshots) of an Iceberg table, from its $files / $snapshots tables."""

@@ -97,3 +97,24 @@ def bind(sql: str, params: Mapping[str, Any] | None = None) -> str:
     if missing:
         raise SqlError(f"The query needs parameters {missing}; pass them in params={{...}}.")
     return _PARAM.sub(lambda match: literal(params[match.group(1)]), sql)
+
+
+def as_of(sql: str, snapshots: Mapping[str, int | None]) -> str:
+    """`sql` (Athena dialect, parameters bound) reading each table of `snapshots` as of that
+    Iceberg snapshot (`FOR VERSION AS OF <id>`, Athena's version travel; the embedded engine
+    reads the same snapshot). A table mapped to None is left as it is."""
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="athena")
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        name = table.name.lower()
+        snapshot = snapshots.get(name)
+        if snapshot is None or (name in ctes and not table.db):
+            continue
+        table.set(
+            "version",
+            exp.Version(this="VERSION", kind="AS OF", expression=exp.Literal.number(snapshot)),
+        )
+    return tree.sql(dialect="athena")

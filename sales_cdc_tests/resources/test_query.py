@@ -19,7 +19,7 @@ from sales_cdc.resources.query import (
     QueryFailedError,
     with_optional_columns,
 )
-from sales_cdc.resources.sql import read_sql
+from sales_cdc.resources.sql import as_of, bind, read_sql
 from sales_cdc.settings import Settings
 from sales_cdc_tests.lake_data import RAW_COLUMNS, catalog_raw_table, setup_lake
 
@@ -420,6 +420,60 @@ def test_replace_rows_replaces_one_day_in_one_commit(duck: DuckDBQueryEngine) ->
     assert dict(rows.rows) == {"2026-03-01": 3, "2026-03-02": 6, "2026-03-03": 3}
     with pytest.raises(QueryFailedError, match="not a predicate the embedded engine can apply"):
         duck.replace_rows("daily_sales_by_product", SALES, where="length(order_date) = 10")
+
+
+def test_version_travel_reads_the_pinned_snapshot(duck: DuckDBQueryEngine) -> None:
+    # Athena "Perform time travel and version travel queries": FOR VERSION AS OF <snapshot id>.
+    duck.ensure_table("daily_sales_by_product")
+    assert duck.snapshot_id("daily_sales_by_product") is None  # created, nothing committed
+    duck.replace_rows("daily_sales_by_product", SALES, where=None)
+    first = duck.snapshot_id("daily_sales_by_product")
+    doubled = SALES.replace("COUNT(*) AS orders", "COUNT(*) * 2 AS orders")
+    duck.replace_rows("daily_sales_by_product", doubled, where=None)
+    assert duck.snapshot_id("daily_sales_by_product") not in (None, first)
+    total = "WITH t AS (SELECT orders FROM daily_sales_by_product) SELECT SUM(orders) AS n FROM t"
+    assert duck.query(total).one()["n"] == 18
+    pinned = as_of(total, {"daily_sales_by_product": first, "t": 1})  # a CTE is never pinned
+    assert f"daily_sales_by_product FOR VERSION AS OF {first}" in pinned
+    assert pinned.endswith("FROM t")  # the CTE's reference stays as it is
+    assert duck.query(pinned).one()["n"] == 9
+    with pytest.raises(QueryFailedError, match="has no snapshot 42"):
+        duck.query("SELECT * FROM daily_sales_by_product FOR VERSION AS OF 42")
+    with pytest.raises(QueryFailedError, match="'orders_cdc' is not Iceberg"):
+        duck.query("SELECT * FROM orders_cdc FOR VERSION AS OF 42")
+
+
+def test_athena_reads_the_current_snapshot_from_the_snapshots_table(
+    athena: AthenaQueryEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Athena "Query Iceberg table metadata": "table$snapshots" has committed_at and snapshot_id.
+    sent: list[str] = []
+
+    def execute(self, sql: str) -> FakeCursor:
+        sent.append(sql)
+        return FakeCursor("q-1", rowcount=1, data_scanned_in_bytes=0, rows=[(949530903748831860,)])
+
+    monkeypatch.setattr(AthenaQueryEngine, "_execute", execute)
+    assert athena.snapshot_id("orders_current") == 949530903748831860
+    assert sent == [
+        'SELECT snapshot_id FROM "orders_current$snapshots" ORDER BY committed_at DESC LIMIT 1'
+    ]
+    athena_sql(sent[0])  # valid Athena SQL
+
+
+def test_athena_refresh_reads_orders_current_as_of_a_snapshot(
+    athena: AthenaQueryEngine, statements: list[str]
+) -> None:
+    select = as_of(
+        bind(read_sql("daily_order_status"), {"order_dates": ["2026-03-01"]}),
+        {"orders_current": 949530903748831860},
+    )
+    athena.replace_rows("daily_order_status", select, where="order_date IN ('2026-03-01')")
+    insert = statements[-1]
+    tree = athena_sql(insert)
+    (source,) = [t for t in tree.find_all(sqlglot.exp.Table) if t.name == "orders_current"]
+    assert source.args["version"].expression.this == "949530903748831860"
+    assert "FROM orders_current FOR VERSION AS OF 949530903748831860" in insert
 
 
 def test_merge_rows_upserts_deletes_and_keeps_other_rows(duck: DuckDBQueryEngine) -> None:

@@ -13,11 +13,14 @@ import sqlglot
 from sqlglot import exp
 
 from sales_cdc.resources.query import QueryEngine, read_sql
-from sales_cdc.resources.sql import bind, literal
+from sales_cdc.resources.sql import as_of, bind, literal
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import load_declaration
 
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
+ORDERS_CURRENT_TABLE = "orders_current"
+# Metadata of an aggregate materialization: the orders_current snapshot its refresh read.
+SNAPSHOT_METADATA = "orders_current_snapshot_id"
 PARTITION = "order_date"
 
 
@@ -103,6 +106,7 @@ class Refresh:
     rows_written: int = 0
     files_written: int = 0
     bytes_written: int = 0
+    orders_current_snapshot: int | None = None
 
     def metadata(self) -> dict[str, Any]:
         """Figures a person would plot, summed over the refreshed days (`orders`: sales in the
@@ -117,6 +121,8 @@ class Refresh:
             "rows_written": dg.MetadataValue.int(self.rows_written),
             "files_written": dg.MetadataValue.int(self.files_written),
             "bytes_written": dg.MetadataValue.int(self.bytes_written),
+            # text: a 64-bit id, beyond what the UI's numbers hold exactly
+            SNAPSHOT_METADATA: dg.MetadataValue.text(str(self.orders_current_snapshot or "")),
         }
         if len(self.days) > 1:
             metadata["first_day"] = dg.MetadataValue.text(self.days[0])
@@ -155,11 +161,14 @@ def refresh_days(query_engine: QueryEngine, table: str, days: list[str]) -> Refr
     days = sorted(set(days))
     if not days:
         return refresh
+    # The orders_current state the days are computed from, pinned: the checks compare the days
+    # with that same state, however far orders_current has merged on in the meantime.
+    refresh.orders_current_snapshot = query_engine.snapshot_id(ORDERS_CURRENT_TABLE)
+    select_sql = bind(read_sql(table), {DAYS: days})
     written = query_engine.replace_rows(
         table,
-        read_sql(table),
+        as_of(select_sql, {ORDERS_CURRENT_TABLE: refresh.orders_current_snapshot}),
         where=f"{PARTITION} IN ({', '.join(literal(day) for day in days)})",
-        params={DAYS: days},
     )
     refresh.rows_written = written.rows_written
     refresh.files_written = written.files_written

@@ -1,7 +1,7 @@
 """Checks of the aggregate tables: each order day adds up to orders_current, no negative money."""
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -12,11 +12,14 @@ from sales_cdc.defs.analytics.assets import (
     AGGREGATES,
     CUSTOMER_TABLE,
     DAYS,
+    ORDERS_CURRENT_TABLE,
     PARTITION,
     SALES_TABLES,
+    SNAPSHOT_METADATA,
     totals_sql,
 )
 from sales_cdc.resources.query import QueryEngine, read_sql
+from sales_cdc.resources.sql import as_of, bind
 
 SAMPLE_SIZE = 10
 SALES_MEASURES = (
@@ -66,19 +69,33 @@ def _differences(expected: dict[str, Any], actual: dict[str, Any]) -> dict[str, 
     }
 
 
-def check_days(query_engine: QueryEngine, table: str, days: Iterable[str]) -> Findings:
-    """Compare each order day of `table` with orders_current's totals for that day."""
+def check_days(
+    query_engine: QueryEngine,
+    table: str,
+    days: Iterable[str],
+    snapshots: Mapping[str, int | None] | None = None,
+) -> Findings:
+    """Compare each order day of `table` with orders_current's totals for that day, as of the
+    orders_current snapshot the day's refresh read (`snapshots`: day -> snapshot id; a day
+    without one is compared with the current orders_current)."""
     findings = Findings()
     days = sorted(set(days))
     if not days:
         return findings
-    # Two reads for all the days: orders_current's totals and the table's, one row per day.
-    expected_result = query_engine.query(read_sql("aggregate_totals"), {DAYS: days})
-    actual_result = query_engine.query(totals_sql(table, days))
-    findings.bytes_read = expected_result.bytes_scanned + actual_result.bytes_scanned
+    # One read of orders_current's totals per snapshot the days were computed from (one, for
+    # the days of one run), one read of the table's totals: one row per day.
+    by_snapshot: dict[int | None, list[str]] = defaultdict(list)
+    for day in days:
+        by_snapshot[(snapshots or {}).get(day)].append(day)
     expected_by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in expected_result.dicts():
-        expected_by_day[str(row[PARTITION])].append(row)
+    for snapshot, snapshot_days in by_snapshot.items():
+        expected_sql = bind(read_sql("aggregate_totals"), {DAYS: snapshot_days})
+        expected_result = query_engine.query(as_of(expected_sql, {ORDERS_CURRENT_TABLE: snapshot}))
+        findings.bytes_read += expected_result.bytes_scanned
+        for row in expected_result.dicts():
+            expected_by_day[str(row[PARTITION])].append(row)
+    actual_result = query_engine.query(totals_sql(table, days))
+    findings.bytes_read += actual_result.bytes_scanned
     actual_by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in actual_result.dicts():
         if _number(row["table_rows"]):
@@ -154,6 +171,33 @@ def days_to_check(context: dg.AssetCheckExecutionContext, query_engine: QueryEng
     return sorted(days)
 
 
+def refreshed_from(
+    context: dg.AssetCheckExecutionContext, key: dg.AssetKey, days: list[str]
+) -> dict[str, int | None]:
+    """Day -> the orders_current snapshot the day's latest refresh read (its materialization's
+    metadata); days refreshed before the snapshot was recorded are left out."""
+    found: dict[str, int | None] = {}
+    cursor = None
+    while True:
+        page = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=days),
+            limit=1000,
+            cursor=cursor,
+            ascending=False,
+        )
+        for record in page.records:
+            materialization = record.asset_materialization
+            day = materialization.partition if materialization else None
+            if materialization is None or day is None or day in found:
+                continue
+            value = materialization.metadata.get(SNAPSHOT_METADATA)
+            text = str(getattr(value, "value", value) or "")
+            found[day] = int(text) if text.isdigit() else None
+        if not page.has_more or len(found) == len(days):
+            return found
+        cursor = page.cursor
+
+
 def _result(
     table: str, name: str, bad: list[dict[str, Any]], findings: Findings, what: str
 ) -> dg.AssetCheckResult:
@@ -204,7 +248,8 @@ def _aggregate_checks(table: str) -> dg.AssetChecksDefinition:
     )
     def aggregate_checks(context: dg.AssetCheckExecutionContext, query_engine: QueryEngine):
         """Each order day of the aggregate adds up to orders_current; no negative figures."""
-        findings = check_days(query_engine, table, days_to_check(context, query_engine, table))
+        days = days_to_check(context, query_engine, table)
+        findings = check_days(query_engine, table, days, refreshed_from(context, key, days))
         yield _result(table, matches, findings.mismatched, findings, "differ from orders_current")
         if second == "no_negative_revenue":
             yield _result(table, second, findings.negative, findings, "hold negative amounts")

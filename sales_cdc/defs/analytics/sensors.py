@@ -39,8 +39,8 @@ def _changed_days(record: Any) -> list[str] | None:
 def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Add the changed order days as partitions and request one run that refreshes them."""
     if _refresh_waiting(context.instance):
-        # The waiting run starts behind the lake run now going on: the days changed since are
-        # left for the next tick (the cursor stays), so they make one run instead of a queue.
+        # The waiting run starts behind the aggregates run now going on: the days changed since
+        # are left for the next tick (the cursor stays), so they make one run instead of a queue.
         return dg.SkipReason("An aggregates run is waiting to start; changed days wait for it.")
     after = int(context.cursor) if context.cursor else None
     newest: dict[str, int] = {}  # order day -> storage id of the newest event reporting it
@@ -92,8 +92,7 @@ def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
         order = {day: index for index, day in enumerate([*known, *new_days])}
         first, last = min(valid, key=order.__getitem__), max(valid, key=order.__getitem__)
         trigger = max(newest[day] for day in valid)
-        # LAKE_TAG: the instance runs one lake run at a time, so orders_current never merges
-        # between an aggregate's refresh and its check (which compares the day with it).
+        # LAKE_TAG: the instance runs one aggregates run at a time (infra/dagster.yaml).
         tags = {"sales_cdc/trigger": f"orders_current:{trigger}", LAKE_TAG: "aggregates"}
         if first != last:
             tags["dagster/asset_partition_range_start"] = first

@@ -148,9 +148,9 @@ def landing_objects_sensor(
     )
 
 
-# Every run the sensors request to write the lake (orders_current, the aggregates) carries this
-# tag; the Dagster instance runs one of them at a time (tag_concurrency_limits, see README), so an
-# aggregate's check compares its day with the orders_current its refresh read.
+# Every run the sensors request to write the lake carries this tag, valued by its kind
+# (orders_current, aggregates): the Dagster instance runs one run of each kind at a time
+# (tag_concurrency_limits in infra/dagster.yaml), so no two runs merge into the same tables.
 LAKE_TAG = "sales_cdc/lake"
 PARTITIONS_PER_LOOKUP = 1000  # Glue BatchGetPartition's limit
 

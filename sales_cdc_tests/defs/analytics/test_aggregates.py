@@ -9,7 +9,7 @@ from pyiceberg import expressions as ice
 
 from sales_cdc.defs.analytics import assets
 from sales_cdc.defs.analytics.assets import AGGREGATES, ASSETS
-from sales_cdc.defs.analytics.checks import ASSET_CHECKS
+from sales_cdc.defs.analytics.checks import ASSET_CHECKS, check_days
 from sales_cdc.defs.lake.projection import orders_current
 from sales_cdc.emulator.iceberg import IcebergTables
 from sales_cdc.resources.aws import AwsResource
@@ -343,6 +343,38 @@ def test_backfill_of_a_date_range_is_one_run_over_every_day(lake: AwsResource) -
     for day in (NEXT_DAY, DAY):
         assert refresh(lake, day).success
     assert {name: (table(lake, name), table(lake, name, NEXT_DAY)) for name in AGGREGATES} == ranged
+
+
+def test_checks_compare_with_the_orders_current_their_refresh_read(lake: AwsResource) -> None:
+    # orders_current merges a new order of DAY between the aggregates' refresh and their checks
+    # (the demo runs them side by side): the checks compare DAY as of the snapshot the refresh
+    # read, recorded on its materialization, and pass.
+    with dg.instance_for_test() as instance:
+        only_assets = dg.AssetSelection.assets(*ASSETS)
+        assert refresh(lake, NEXT_DAY, selection=only_assets, instance=instance).success
+        refreshed = refresh(lake, selection=only_assets, instance=instance)
+        assert refreshed.success
+        pinned = metadata(refreshed, "daily_sales_by_category")["orders_current_snapshot_id"]
+        land(lake, [order("late", 40, **WIDGET, quantity=1, total=99.0)], hour="2026/03/01/12")
+        catalog_raw_table(lake)
+        project(lake)
+        engine = DuckDBQueryEngine(aws=lake)
+        assert engine.snapshot_id("orders_current") != int(pinned)
+        everything = dg.AssetSelection.all_asset_checks()  # every order day, as from the UI
+        checked = refresh(lake, None, selection=everything, instance=instance)
+        assert checks(checked) and all(checks(checked).values()), checks(checked)
+
+        # the next refresh reads the new snapshot: the day now holds the late order
+        again = refresh(lake, instance=instance)
+        assert again.success and all(checks(again).values())
+        assert metadata(again, "daily_sales_by_category")["orders_current_snapshot_id"] == str(
+            engine.snapshot_id("orders_current")
+        )
+        # a day whose refresh recorded no snapshot is compared with the current orders_current
+        findings = check_days(engine, "daily_sales_by_category", [DAY])
+        assert not findings.mismatched
+        stale = check_days(engine, "daily_sales_by_category", [DAY], {DAY: int(pinned)})
+        assert [m["order_date"] for m in stale.mismatched] == [DAY]
 
 
 def _tamper(aws: AwsResource, name: str, select: str) -> None:
