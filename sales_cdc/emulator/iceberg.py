@@ -326,6 +326,10 @@ class IcebergTables:
         snapshot = self.load(name).current_snapshot()
         return snapshot.snapshot_id if snapshot is not None else None
 
+    def snapshot_ids(self, name: str) -> set[int]:
+        """The ids of every snapshot `name` still keeps."""
+        return {snapshot.snapshot_id for snapshot in self.load(name).snapshots()}
+
     def arrow_schema(self, name: str) -> pa.Schema:
         from pyiceberg.io.pyarrow import schema_to_pyarrow
 

@@ -192,6 +192,10 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         """The current snapshot of Iceberg table `name` (None before its first commit): pinned in
         a query with `FOR VERSION AS OF` (resources.sql.as_of), both engines read that state."""
 
+    @abstractmethod
+    def snapshot_ids(self, name: str) -> set[int]:
+        """Every snapshot of Iceberg table `name` still kept (maintenance expires old ones)."""
+
     def sync_partitions(self, table: str) -> list[list[str]]:
         """Register hive folders of `table` that the catalog does not list yet."""
         return self.catalog().add_missing_partitions(table)
@@ -233,6 +237,9 @@ class DuckDBQueryEngine(QueryEngine):
 
     def snapshot_id(self, name: str) -> int | None:
         return self._run(lambda engine: engine.iceberg.current_snapshot_id(name))
+
+    def snapshot_ids(self, name: str) -> set[int]:
+        return self._run(lambda engine: engine.iceberg.snapshot_ids(name))
 
     def _run(self, action: Any) -> Any:
         from sales_cdc.emulator.duckdb_engine import EngineError
@@ -701,6 +708,10 @@ class AthenaQueryEngine(QueryEngine):
             f'SELECT snapshot_id FROM "{name}$snapshots" ORDER BY committed_at DESC LIMIT 1'
         ).fetchone()
         return int(row[0]) if row else None
+
+    def snapshot_ids(self, name: str) -> set[int]:
+        rows = self._execute(f'SELECT snapshot_id FROM "{name}$snapshots"').fetchall()
+        return {int(row[0]) for row in rows}
 
     def _counts(self, name: str) -> tuple[int, int]:
         """(data files, snapshots) of an Iceberg table, from its $files / $snapshots tables."""

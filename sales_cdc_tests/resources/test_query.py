@@ -459,6 +459,8 @@ def test_athena_reads_the_current_snapshot_from_the_snapshots_table(
         'SELECT snapshot_id FROM "orders_current$snapshots" ORDER BY committed_at DESC LIMIT 1'
     ]
     athena_sql(sent[0])  # valid Athena SQL
+    assert athena.snapshot_ids("orders_current") == {949530903748831860}
+    assert sent[1] == 'SELECT snapshot_id FROM "orders_current$snapshots"'
 
 
 def test_athena_refresh_reads_orders_current_as_of_a_snapshot(

@@ -375,6 +375,10 @@ def test_checks_compare_with_the_orders_current_their_refresh_read(lake: AwsReso
         assert not findings.mismatched
         stale = check_days(engine, "daily_sales_by_category", [DAY], {DAY: int(pinned)})
         assert [m["order_date"] for m in stale.mismatched] == [DAY]
+        # a snapshot maintenance has expired: the day is compared with the current state, and
+        # the check says how many days it compared that way
+        expired = check_days(engine, "daily_sales_by_category", [DAY], {DAY: 42})
+        assert expired.unpinned_days == [DAY] and not expired.mismatched
 
 
 def _tamper(aws: AwsResource, name: str, select: str) -> None:
