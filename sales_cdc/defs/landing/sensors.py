@@ -24,7 +24,8 @@ from sales_cdc.stack import load_declaration
 _landing = load_declaration(load_settings().env)["landing"]
 
 
-# orders_current (crawling first when a new hour folder is not in the raw table yet).
+# The run requested for new landing objects: orders_current, crawling first when an hour folder
+# is not in the raw table yet.
 lake_refresh_job = dg.define_asset_job(
     "lake_refresh",
     selection=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT),
