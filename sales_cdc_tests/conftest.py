@@ -60,13 +60,22 @@ def aws(local_env: Settings) -> Iterator[AwsResource]:
 
 def _deployed(aws: AwsResource) -> bool:
     """Whether any part of the test's deployment exists (its bucket or its delivery stream)."""
+    from botocore.exceptions import ClientError
+
     stack = aws.stack()
-    firehose = aws.client("firehose")
-    streams = firehose.list_delivery_streams(Limit=100)["DeliveryStreamNames"]
-    if stack.delivery_name in streams:
-        return True
-    buckets = aws.client("s3").list_buckets()["Buckets"]
-    return any(b["Name"] == stack.bucket for b in buckets)
+    for exists in (
+        lambda: aws.client("firehose").describe_delivery_stream(
+            DeliveryStreamName=stack.delivery_name
+        ),
+        lambda: aws.client("s3").head_bucket(Bucket=stack.bucket),
+    ):
+        try:
+            exists()
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("ResourceNotFoundException", "404"):
+                raise
+    return False
 
 
 @pytest.fixture

@@ -579,9 +579,8 @@ class DuckDBEngine:
             if not name or (name in ctes and not table.db):
                 continue
             registered = f"__t{i}_{name}"
-            read = Read(name, registered, _pruning_for(table), _predicates_for(table))
-            read.snapshot_id = _version_of(table)
-            reads.append(read)
+            pruning, predicates = _pruning_for(table), _predicates_for(table)
+            reads.append(Read(name, registered, pruning, predicates, _version_of(table)))
             alias = table.alias or name
             table.replace(exp.to_table(registered).as_(alias))
         return tree.sql(dialect="duckdb"), reads

@@ -12,13 +12,13 @@ import dagster as dg
 import sqlglot
 from sqlglot import exp
 
+from sales_cdc.defs.lake.merge import ORDERS_CURRENT_TABLE
 from sales_cdc.resources.query import QueryEngine, read_sql
 from sales_cdc.resources.sql import as_of, bind, literal
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import load_declaration
 
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
-ORDERS_CURRENT_TABLE = "orders_current"
 # Metadata of an aggregate materialization: the orders_current snapshot its refresh read.
 SNAPSHOT_METADATA = "orders_current_snapshot_id"
 PARTITION = "order_date"

@@ -12,12 +12,12 @@ from sales_cdc.defs.analytics.assets import (
     AGGREGATES,
     CUSTOMER_TABLE,
     DAYS,
-    ORDERS_CURRENT_TABLE,
     PARTITION,
     SALES_TABLES,
     SNAPSHOT_METADATA,
     totals_sql,
 )
+from sales_cdc.defs.lake.merge import ORDERS_CURRENT_TABLE
 from sales_cdc.resources.query import QueryEngine, QueryFailedError, read_sql
 from sales_cdc.resources.sql import as_of, bind
 
