@@ -15,14 +15,17 @@ previous files are deleted after the switch. A failure while writing leaves the 
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
 import decimal
 import functools
 import json
+import shutil
+import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,6 +54,9 @@ from sales_cdc.landing_format import GZIP_MAGIC, UnreadableObject, read_json_lin
 
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
+# DuckDB's memory for one query; beyond it, it spills to disk (a full rebuild of any size fits).
+MEMORY_LIMIT = "1GB"
+WRITE_CHUNK_ROWS = 250_000  # rows per chunk written to an Iceberg table
 HIVE_DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # Athena's pseudo-column: the s3:// URI of the object a row was read from.
 PATH_COLUMN = "$path"
@@ -342,6 +348,7 @@ class DuckDBEngine:
         filesystem: pafs.FileSystem,
         curated_location: str | None = None,
         read_threads: int = READ_THREADS,
+        memory_limit: str = MEMORY_LIMIT,
         delete_location: Callable[[str], Any] | None = None,
         iceberg: IcebergTables | None = None,
     ) -> None:
@@ -349,6 +356,7 @@ class DuckDBEngine:
         self.filesystem = filesystem
         self.curated_location = curated_location.rstrip("/") + "/" if curated_location else None
         self.read_threads = read_threads
+        self.memory_limit = memory_limit
         # Object stores: delete by prefix (pyarrow's delete_dir leaves parent "folder" markers).
         self.delete_location = delete_location
         # Iceberg tables are read (with row filters pushed down) and written through pyiceberg.
@@ -443,11 +451,29 @@ class DuckDBEngine:
         with_path: bool = False,
         snapshot_id: int | None = None,
     ) -> pa.Table:
-        """A cataloged table as Arrow, reading only the partitions `partition_filter` allows
-        (Iceberg tables: only the data files the query's `predicates` can match).
+        """A cataloged table as one Arrow table (see `read_parts`)."""
+        parts = self.read_parts(
+            name, partition_filter, optional_columns, stats, predicates, with_path, snapshot_id
+        )
+        return pa.concat_tables(list(parts))
 
-        Raw tables: a filter on the pseudo-column "$path" (s3://bucket/key) reads only those
-        objects, without listing the partitions' folders; `with_path` adds "$path" as a column.
+    def read_parts(
+        self,
+        name: str,
+        partition_filter: Mapping[str, str | Iterable[str]] | None = None,
+        optional_columns: Mapping[str, str] | None = None,
+        stats: ReadStats | None = None,
+        predicates: Sequence[exp.Expression] = (),
+        with_path: bool = False,
+        snapshot_id: int | None = None,
+    ) -> Iterator[pa.Table]:
+        """A cataloged table as Arrow tables of one schema (at least one), reading only the
+        partitions `partition_filter` allows (Iceberg tables: only the data files the query's
+        `predicates` can match).
+
+        Raw tables come one object at a time, a few read ahead, so a reader of any size holds a
+        few objects in memory. A filter on the pseudo-column "$path" (s3://bucket/key) reads only
+        those objects, without listing the partitions' folders; `with_path` adds "$path".
         """
         table = self.catalog.get_table(name)
         if table is None:
@@ -456,7 +482,8 @@ class DuckDBEngine:
                 "materialize the asset that writes it."
             )
         if is_iceberg(table):
-            return self._read_iceberg(name, predicates, optional_columns, stats, snapshot_id)
+            yield self._read_iceberg(name, predicates, optional_columns, stats, snapshot_id)
+            return
         if snapshot_id is not None:
             raise EngineError(
                 f"FOR VERSION AS OF reads an Iceberg table's snapshot; {name!r} is not Iceberg."
@@ -514,19 +541,25 @@ class DuckDBEngine:
 
         location_scheme = descriptor["Location"].split("://", 1)[0]
 
-        with concurrent.futures.ThreadPoolExecutor(self.read_threads) as pool:
-            parts = list(pool.map(read, work))
-        full_schema = schema
-        for key in keys:
-            full_schema = full_schema.append(pa.field(key, pa.string()))
-        if with_path:
-            full_schema = full_schema.append(pa.field(PATH_COLUMN, pa.string()))
-        result = pa.concat_tables(parts) if parts else full_schema.empty_table()
         if stats is not None:
-            size = sum(info.size for _, info in work)
-            stats.bytes_scanned += size
+            stats.bytes_scanned += sum(info.size for _, info in work)
             stats.files += len(work)
-        return result
+        if not work:
+            full_schema = schema
+            for key in keys:
+                full_schema = full_schema.append(pa.field(key, pa.string()))
+            if with_path:
+                full_schema = full_schema.append(pa.field(PATH_COLUMN, pa.string()))
+            yield full_schema.empty_table()
+            return
+        with concurrent.futures.ThreadPoolExecutor(self.read_threads) as pool:
+            ahead: collections.deque[concurrent.futures.Future[pa.Table]] = collections.deque()
+            for item in work:
+                ahead.append(pool.submit(read, item))
+                if len(ahead) > 2 * self.read_threads:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
 
     def _tables(self) -> IcebergTables:
         if self.iceberg is None:
@@ -585,16 +618,21 @@ class DuckDBEngine:
             table.replace(exp.to_table(registered).as_(alias))
         return tree.sql(dialect="duckdb"), reads
 
-    def query_arrow(
+    @contextlib.contextmanager
+    def _relation(
         self,
         sql: str,
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
         partition_filters: Mapping[str, Mapping[str, str | Iterable[str]]] | None = None,
-    ) -> tuple[pa.Table, ReadStats]:
-        """Run one Athena SQL statement; its result as Arrow and what it read."""
+    ) -> Iterator[tuple[duckdb.DuckDBPyRelation, ReadStats]]:
+        """One Athena SQL statement as a DuckDB relation (fetch it inside the block), and what it
+        read. The tables it reads are copied into DuckDB as they are read; beyond
+        `memory_limit` DuckDB spills to a private temporary directory, so a query over any
+        number of landing objects runs in bounded memory."""
         duck_sql, reads = self.transpile(sql)
         with_path = f'"{PATH_COLUMN}"' in duck_sql  # the query names the pseudo-column
         stats = ReadStats()
+        spill = tempfile.mkdtemp(prefix="sales-cdc-duckdb-")
         # Athena cannot touch the machine it runs on: no local files (COPY, read_*, ATTACH),
         # no extensions to install or load, and the query cannot change that back.
         connection = duckdb.connect(
@@ -602,6 +640,8 @@ class DuckDBEngine:
                 "enable_external_access": False,
                 "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False,
+                "memory_limit": self.memory_limit,
+                "temp_directory": spill,
             }
         )
         try:
@@ -612,7 +652,7 @@ class DuckDBEngine:
                 for key, values in ((partition_filters or {}).get(read.name) or {}).items():
                     extra = {values} if isinstance(values, str) else set(values)
                     wanted[key] = wanted[key] & extra if key in wanted else extra
-                data = self.read_table(
+                parts = self.read_parts(
                     read.name,
                     wanted,
                     (optional_columns or {}).get(read.name),
@@ -621,14 +661,37 @@ class DuckDBEngine:
                     with_path=with_path,
                     snapshot_id=read.snapshot_id,
                 )
-                connection.register(read.registered, data)
+                for i, part in enumerate(parts):
+                    connection.register("__part", part)
+                    verb = "CREATE TABLE {} AS" if i == 0 else "INSERT INTO {}"
+                    connection.execute(f"{verb.format(read.registered)} SELECT * FROM __part")
+                    connection.unregister("__part")
             try:
-                result = connection.sql(duck_sql).to_arrow_table()
+                yield connection.sql(duck_sql), stats
             except duckdb.Error as exc:
                 raise EngineError(f"DuckDB could not run the query: {exc}\n{duck_sql}") from exc
         finally:
             connection.close()
-        return result, stats
+            shutil.rmtree(spill, ignore_errors=True)
+
+    def query_arrow(
+        self,
+        sql: str,
+        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
+        partition_filters: Mapping[str, Mapping[str, str | Iterable[str]]] | None = None,
+    ) -> tuple[pa.Table, ReadStats]:
+        """Run one Athena SQL statement; its result as Arrow and what it read."""
+        with self._relation(sql, optional_columns, partition_filters) as (relation, stats):
+            return relation.to_arrow_table(), stats
+
+    def _chunks(self, relation: duckdb.DuckDBPyRelation, table: str) -> Iterator[pa.Table]:
+        """The relation's rows for Iceberg table `table`, in chunks, ordered by its partition
+        columns (so each chunk writes few partitions and a partition few files)."""
+        columns = self._tables().partition_columns(table)
+        if columns:
+            relation = relation.order(", ".join(f'"{c}"' for c in columns))
+        for batch in relation.to_arrow_reader(WRITE_CHUNK_ROWS):
+            yield pa.Table.from_batches([batch])
 
     # -- writing -------------------------------------------------------------------------------
     def write_table(
@@ -739,11 +802,12 @@ class DuckDBEngine:
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
     ) -> IcebergWrite:
         """Replace the rows of `name` matching `where` (None: all) by the SELECT's, one commit."""
-        data, stats = self.query_arrow(select_sql, optional_columns)
-        try:
-            committed = self._tables().overwrite(name, data, self._row_filter(name, where))
-        except IcebergError as exc:
-            raise EngineError(str(exc)) from exc
+        row_filter = self._row_filter(name, where)
+        with self._relation(select_sql, optional_columns) as (relation, stats):
+            try:
+                committed = self._tables().overwrite(name, self._chunks(relation, name), row_filter)
+            except IcebergError as exc:
+                raise EngineError(str(exc)) from exc
         return IcebergWrite(committed, stats.bytes_scanned)
 
     def append_rows(
@@ -753,11 +817,11 @@ class DuckDBEngine:
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
     ) -> IcebergWrite:
         """Add the SELECT's rows to `name` in one commit."""
-        data, stats = self.query_arrow(select_sql, optional_columns)
-        try:
-            committed = self._tables().append(name, data)
-        except IcebergError as exc:
-            raise EngineError(str(exc)) from exc
+        with self._relation(select_sql, optional_columns) as (relation, stats):
+            try:
+                committed = self._tables().append(name, self._chunks(relation, name))
+            except IcebergError as exc:
+                raise EngineError(str(exc)) from exc
         return IcebergWrite(committed, stats.bytes_scanned)
 
     def merge_rows(

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import random
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -96,6 +97,18 @@ class Committed:
     bytes_written: int
     files_removed: int = 0
     snapshot_id: int | None = None
+
+
+# What a write commits: one Arrow table, or a stream of them (written one chunk at a time).
+Rows = pa.Table | Iterable[pa.Table]
+
+
+@dataclass
+class Written:
+    """Data files written for a commit, and their rows."""
+
+    rows: int = 0
+    files: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -330,6 +343,12 @@ class IcebergTables:
         """The ids of every snapshot `name` still keeps."""
         return {snapshot.snapshot_id for snapshot in self.load(name).snapshots()}
 
+    def partition_columns(self, name: str) -> list[str]:
+        """The columns `name` is partitioned by (identity partitions), in spec order."""
+        table = self.load(name)
+        schema = table.schema()
+        return [schema.find_column_name(f.source_id) for f in table.spec().fields]
+
     def arrow_schema(self, name: str) -> pa.Schema:
         from pyiceberg.io.pyarrow import schema_to_pyarrow
 
@@ -361,35 +380,40 @@ class IcebergTables:
     def overwrite(
         self,
         name: str,
-        data: pa.Table,
+        data: Rows,
         where: ice.BooleanExpression,
         properties: dict[str, str] | None = None,
     ) -> Committed:
         """Replace the rows matching `where` by `data` in one commit (one OVERWRITE snapshot).
 
         Data files whose rows all match are dropped; a file with some matching rows (a filter
-        that is not on partition columns) is rewritten without them in the same commit.
+        that is not on partition columns) is rewritten without them in the same commit. `data`
+        may be a stream of Arrow tables: each is written as it comes, so a write of any size
+        holds one chunk in memory.
         """
         return self._commit(name, data, where, properties)
 
-    def append(
-        self, name: str, data: pa.Table, properties: dict[str, str] | None = None
-    ) -> Committed:
+    def append(self, name: str, data: Rows, properties: dict[str, str] | None = None) -> Committed:
         """Add `data` in one commit (one APPEND snapshot)."""
         return self._commit(name, data, None, properties)
 
     def _commit(
         self,
         name: str,
-        data: pa.Table,
+        data: Rows,
         where: ice.BooleanExpression | None,
         properties: dict[str, str] | None,
     ) -> Committed:
+        """Write the new data files once, then commit them; a commit that loses the race with a
+        concurrent writer is planned again on the newer table state (the files it wrote stay)."""
+        commit_uuid = uuid.uuid4()
+        counter = itertools.count(0)
+        new = self._write_files(self.load(name), data, commit_uuid, counter)
         last: Exception | None = None
         for attempt in range(COMMIT_ATTEMPTS):
             table = self.load(name)
             try:
-                return self._commit_once(table, data, where, properties)
+                return self._commit_once(table, new, where, properties, commit_uuid, counter)
             except CommitFailedException as exc:  # a concurrent writer committed first
                 last = exc
                 time.sleep(random.uniform(0.05, 0.2) * (2**attempt))
@@ -398,18 +422,42 @@ class IcebergTables:
             f"{last}"
         )
 
+    def _write_files(
+        self, table: Any, data: Rows, commit_uuid: uuid.UUID, counter: itertools.count[int]
+    ) -> Written:
+        """Write `data` (conformed to the table's columns) as data files of `table`."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        chunks = [data] if isinstance(data, pa.Table) else data
+        written = Written()
+        for chunk in chunks:
+            chunk = self.conform(table.name()[-1], chunk)
+            if not chunk.num_rows:
+                continue
+            written.rows += chunk.num_rows
+            written.files.extend(
+                _dataframe_to_data_files(
+                    table_metadata=table.metadata,
+                    df=chunk,
+                    io=table.io,
+                    write_uuid=commit_uuid,
+                    counter=counter,
+                )
+            )
+        return written
+
     def _commit_once(
         self,
         table: Any,
-        data: pa.Table,
+        new: Written,
         where: ice.BooleanExpression | None,
         properties: dict[str, str] | None,
+        commit_uuid: uuid.UUID,
+        counter: itertools.count[int],
     ) -> Committed:
         from pyiceberg.expressions.visitors import _StrictMetricsEvaluator
-        from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+        from pyiceberg.io.pyarrow import ArrowScan
 
-        data = self.conform(table.name()[-1], data)
-        commit_uuid = uuid.uuid4()
         removed: list[Any] = []
         kept: list[pa.Table] = []
         if where is not None and table.current_snapshot() is not None:
@@ -423,10 +471,10 @@ class IcebergTables:
                     ).to_table([task])
                     if rest.num_rows:
                         kept.append(rest)
-        if kept:
-            data = pa.concat_tables([data, *[self.conform(table.name()[-1], k) for k in kept]])
-        if not removed and data.num_rows == 0:
+        rewritten = self._write_files(table, kept, commit_uuid, counter)
+        if not removed and not new.rows:
             return Committed(rows=0, files_written=0, bytes_written=0)
+        written = [*new.files, *rewritten.files]
         with table.transaction() as transaction:
             producer = transaction.update_snapshot(snapshot_properties=properties or {})
             # A replace is an OVERWRITE snapshot even when the range held no files yet.
@@ -436,23 +484,11 @@ class IcebergTables:
                     snapshot.commit_uuid = commit_uuid
                 for data_file in removed:
                     snapshot.delete_data_file(data_file)
-                written = (
-                    list(
-                        _dataframe_to_data_files(
-                            table_metadata=transaction.table_metadata,
-                            df=data,
-                            io=table.io,
-                            write_uuid=commit_uuid,
-                        )
-                    )
-                    if data.num_rows
-                    else []
-                )
                 for data_file in written:
                     snapshot.append_data_file(data_file)
         current = table.current_snapshot()
         return Committed(
-            rows=data.num_rows,
+            rows=new.rows + rewritten.rows,
             files_written=len(written),
             bytes_written=sum(f.file_size_in_bytes for f in written),
             files_removed=len(removed),

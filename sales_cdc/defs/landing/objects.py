@@ -3,16 +3,19 @@ records (in the landing checks)."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from sales_cdc.landing_format import UnreadableObject, decompress, read_json_lines
 
 EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 def parse_event_time(value: str) -> datetime:
@@ -47,13 +50,12 @@ def _lines(summary: BatchSummary, key: str, prefix: str, body: bytes) -> Iterato
     summary.objects += 1
     summary.bytes += len(body)
     summary.partitions.add(partition_of(key, prefix))
-    if body[:2] == GZIP_MAGIC:
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError):
-            summary.unreadable_lines += 1
-            return iter(())
-    return (line for line in body.splitlines() if line.strip())
+    try:
+        text = decompress(body)
+    except UnreadableObject:
+        summary.unreadable_lines += 1
+        return iter(())
+    return (line for line in text.splitlines() if line.strip())
 
 
 def add_error_object(
@@ -111,40 +113,60 @@ def order_day(created_at: object) -> str | None:
     return parsed.date().isoformat()
 
 
+# The columns a landing object is read for in the orders_current run.
+_READ_SCHEMA = pa.schema(
+    [("order_id", pa.string()), ("created_at", pa.string()), ("event_time", pa.string())]
+)
+
+
 def read_landing_object(body: bytes) -> LandingRead:
     """Read one landing object (GZIP as Firehose writes it, or plain, as Athena reads both)."""
-    read = LandingRead()
-    if body[:2] == GZIP_MAGIC:
+    try:
+        text = decompress(body)
+    except UnreadableObject as exc:
+        return LandingRead(readable=False, reason=f"not valid GZIP: {exc}")
+    lines = sum(1 for line in text.splitlines() if line.strip())
+    columns = _read_columns(text, lines)
+    if columns is None:  # a malformed line or an odd value: line by line
+        parsed = read_json_lines(text)
+        if not parsed.is_json_lines:
+            return LandingRead(
+                readable=False,
+                reason=f"none of its {lines} line(s) is a JSON object (not JSON lines)",
+            )
+        columns = {name: [row.get(name) for row in parsed.rows] for name in _READ_SCHEMA.names}
+        unreadable = parsed.malformed_lines
+    else:
+        unreadable = 0
+    read = LandingRead(rows=len(columns["order_id"]), unreadable_lines=unreadable)
+    read.order_ids = {v for v in columns["order_id"] if isinstance(v, str)}
+    read.order_days = {order_day(v) for v in set(map(_hashable, columns["created_at"]))}
+    for value, count in Counter(map(_hashable, columns["event_time"])).items():
         try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as exc:
-            return LandingRead(readable=False, reason=f"not valid GZIP: {exc}")
-    lines = [line for line in body.splitlines() if line.strip()]
-    objects = 0
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            read.unreadable_lines += 1
+            event_time = parse_event_time(value)
+        except (ValueError, TypeError):
             continue
-        if not isinstance(row, dict):
-            read.unreadable_lines += 1
-            continue
-        objects += 1
-        read.rows += 1
-        if isinstance(row.get("order_id"), str):
-            read.order_ids.add(row["order_id"])
-        read.order_days.add(order_day(row.get("created_at")))
-        try:
-            event_time = parse_event_time(row["event_time"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        read.event_days[event_time.date().isoformat()] += 1
+        read.event_days[event_time.date().isoformat()] += count
         if read.newest_event_time is None or event_time > read.newest_event_time:
             read.newest_event_time = event_time
-    if lines and not objects:
-        return LandingRead(
-            readable=False,
-            reason=f"none of its {len(lines)} line(s) is a JSON object (not JSON lines)",
-        )
     return read
+
+
+def _read_columns(text: bytes, lines: int) -> dict[str, list[Any]] | None:
+    """The object's order_id, created_at and event_time read by Arrow's JSON reader, when every
+    non-blank line is one JSON object whose fields of interest are strings; else None."""
+    if b"NaN" in text or b"Infinity" in text:  # Arrow accepts them, JSON (and Python's) does not
+        return None
+    options = pajson.ParseOptions(explicit_schema=_READ_SCHEMA, unexpected_field_behavior="ignore")
+    try:
+        table = pajson.read_json(pa.BufferReader(text), parse_options=options)
+    except (pa.ArrowInvalid, OSError):
+        return None
+    if table.num_rows != lines:  # two objects on a line: the JSON SerDe reads that line as one
+        return None
+    return {name: table[name].to_pylist() for name in _READ_SCHEMA.names}
+
+
+def _hashable(value: Any) -> Any:
+    """A JSON value as a set member (lists and objects as their text; they parse as nothing)."""
+    return json.dumps(value, default=str) if isinstance(value, (list, dict)) else value

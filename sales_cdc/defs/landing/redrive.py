@@ -29,7 +29,7 @@ import dagster as dg
 from pydantic import Field
 
 from sales_cdc.defs.landing.checks import error_prefix_summary, no_error_records_evaluation
-from sales_cdc.defs.landing.objects import GZIP_MAGIC
+from sales_cdc.landing_format import GZIP_MAGIC
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.transform import TransformFunctionError, TransformInvoker
 

@@ -254,3 +254,25 @@ def test_ledger_rows_are_a_typed_select() -> None:
     assert sorted(r[0] for r in lake.table("orders_cdc_merge_log")) == ["raw/a.gz", "raw/b'.gz"]
     with pytest.raises(ValueError):
         ledger_select([])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"order_id": "a", "created_at": "2026-03-01T23:30:00-02:00", "event_time": '
+        b'"2026-03-01 10:00:00.000000"}\n\n{"order_id": "b", "created_at": "2026-03-02T10:00:00Z",'
+        b' "event_time": "2026-03-02 10:00:00.000000", "items": [1, "x"]}\n',
+        b'{"order_id": 5, "created_at": 20260301, "event_time": ["2026-03-01"]}\n',
+        b'{"order_id": "a", "event_time": "yesterday"}{"order_id": "b"}\n',
+        b'{"order_id": "a", "created_at": {"at": 1}, "event_time": null}\n[1, 2]\n',
+        b'{"order_id": "a", "total_amount": NaN}\n{"order_id": "c"}\n',
+        gzip.compress(b'{"order_id": "a", "created_at": "2026-03-01T10:00:00Z"}\n' * 3),
+        b"",
+    ],
+)
+def test_reading_an_object_by_columns_equals_reading_it_line_by_line(body, monkeypatch) -> None:
+    from sales_cdc.defs.landing import objects
+
+    by_columns = read_landing_object(body)
+    monkeypatch.setattr(objects, "_read_columns", lambda text, lines: None)
+    assert by_columns == read_landing_object(body)
