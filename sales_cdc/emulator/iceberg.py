@@ -339,6 +339,14 @@ class IcebergTables:
         snapshot = self.load(name).current_snapshot()
         return snapshot.snapshot_id if snapshot is not None else None
 
+    def row_count(self, name: str) -> int:
+        """Rows of `name`'s current snapshot, from its summary (no data read)."""
+        snapshot = self.load(name).current_snapshot()
+        if snapshot is None or snapshot.summary is None:
+            return 0
+        # The writes here replace data files (copy on write): no delete files to subtract.
+        return int(snapshot.summary["total-records"] or 0)
+
     def snapshot_ids(self, name: str) -> set[int]:
         """The ids of every snapshot `name` still keeps."""
         return {snapshot.snapshot_id for snapshot in self.load(name).snapshots()}

@@ -196,6 +196,12 @@ class QueryEngine(dg.ConfigurableResource, ABC):
     def snapshot_ids(self, name: str) -> set[int]:
         """Every snapshot of Iceberg table `name` still kept (maintenance expires old ones)."""
 
+    @abstractmethod
+    def row_count(self, name: str) -> int:
+        """Rows of Iceberg table `name` now, from its current snapshot's summary (total-records
+        less total-position-deletes, the Iceberg spec's figures): no data read, whatever its size.
+        """
+
     def sync_partitions(self, table: str) -> list[list[str]]:
         """Register hive folders of `table` that the catalog does not list yet."""
         return self.catalog().add_missing_partitions(table)
@@ -240,6 +246,9 @@ class DuckDBQueryEngine(QueryEngine):
 
     def snapshot_ids(self, name: str) -> set[int]:
         return self._run(lambda engine: engine.iceberg.snapshot_ids(name))
+
+    def row_count(self, name: str) -> int:
+        return self._run(lambda engine: engine.iceberg.row_count(name))
 
     def _run(self, action: Any) -> Any:
         from sales_cdc.emulator.duckdb_engine import EngineError
@@ -368,6 +377,12 @@ class DuckDBQueryEngine(QueryEngine):
 
 
 _ATHENA_TYPES = {"string": "VARCHAR", "int": "INTEGER", "float": "REAL"}
+
+
+def live_rows(total_records: Any, position_deletes: Any) -> int:
+    """Rows of an Iceberg snapshot from its summary's total-records and total-position-deletes
+    (strings, absent before the first commit)."""
+    return int(total_records or 0) - int(position_deletes or 0)
 
 
 def with_optional_columns(
@@ -712,6 +727,16 @@ class AthenaQueryEngine(QueryEngine):
     def snapshot_ids(self, name: str) -> set[int]:
         rows = self._execute(f'SELECT snapshot_id FROM "{name}$snapshots"').fetchall()
         return {int(row[0]) for row in rows}
+
+    def row_count(self, name: str) -> int:
+        # Athena "Query Iceberg table metadata": "table$snapshots" has summary, a map of the
+        # snapshot's figures; Athena's MERGE and DELETE write position deletes, counted there.
+        row = self._execute(
+            "SELECT element_at(summary, 'total-records'), "
+            "element_at(summary, 'total-position-deletes') "
+            f'FROM "{name}$snapshots" ORDER BY committed_at DESC LIMIT 1'
+        ).fetchone()
+        return live_rows(*(row or (None, None)))
 
     def _counts(self, name: str) -> tuple[int, int]:
         """(data files, snapshots) of an Iceberg table, from its $files / $snapshots tables."""

@@ -463,6 +463,33 @@ def test_athena_reads_the_current_snapshot_from_the_snapshots_table(
     assert sent[1] == 'SELECT snapshot_id FROM "orders_current$snapshots"'
 
 
+def test_row_count_is_read_from_the_snapshot_summary(duck: DuckDBQueryEngine) -> None:
+    duck.ensure_table("daily_sales_by_product")
+    assert duck.row_count("daily_sales_by_product") == 0  # created, nothing committed
+    duck.replace_rows("daily_sales_by_product", SALES, where=None)
+    counted = duck.query("SELECT COUNT(*) AS n FROM daily_sales_by_product").one()["n"]
+    assert duck.row_count("daily_sales_by_product") == counted == 9
+    one_day = SALES.replace("GROUP BY", "WHERE created_at LIKE '2026-03-02%' GROUP BY")
+    duck.replace_rows("daily_sales_by_product", one_day, where="order_date = '2026-03-02'")
+    assert duck.row_count("daily_sales_by_product") == 9  # a day replaced, not added
+
+
+def test_athena_row_count_subtracts_position_deletes(
+    athena: AthenaQueryEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Athena "Query Iceberg table metadata": "table$snapshots" has summary (map(varchar, varchar)).
+    sent: list[str] = []
+
+    def execute(self, sql: str) -> FakeCursor:
+        sent.append(sql)
+        return FakeCursor("q-1", rowcount=1, data_scanned_in_bytes=0, rows=[("1200", "200")])
+
+    monkeypatch.setattr(AthenaQueryEngine, "_execute", execute)
+    assert athena.row_count("orders_current") == 1000
+    athena_sql(sent[0])  # valid Athena SQL
+    assert '"orders_current$snapshots" ORDER BY committed_at DESC LIMIT 1' in sent[0]
+
+
 def test_athena_refresh_reads_orders_current_as_of_a_snapshot(
     athena: AthenaQueryEngine, statements: list[str]
 ) -> None:

@@ -148,7 +148,6 @@ def orders_current(
     elif rows:
         query_engine.append_rows(LEDGER_TABLE, ledger_select(rows))
 
-    live = query_engine.query(read_sql("orders_current_row_count")).one()
     newest = max((r.newest_event_time for _, r in readable if r.newest_event_time), default=None)
     lag = (now - newest).total_seconds() if newest else None
     counts = outcome.counts if outcome else None
@@ -162,8 +161,8 @@ def orders_current(
         changed = outcome.changed_days if outcome else []
     return dg.MaterializeResult(
         metadata={
-            "rows": dg.MetadataValue.int(_int(live["orders"])),
-            "tombstones": dg.MetadataValue.int(_int(live["tombstones"])),
+            "rows": dg.MetadataValue.int(query_engine.row_count(TABLE)),
+            "tombstones": dg.MetadataValue.int(query_engine.row_count(TOMBSTONES_TABLE)),
             "full_rebuild": dg.MetadataValue.bool(config.full_rebuild),
             "events_merged": dg.MetadataValue.int(events),
             "objects_merged": dg.MetadataValue.int(len(readable)),
