@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -58,6 +60,7 @@ LANDING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "bigint"),
 )
 PARTITION_KEYS: tuple[str, ...] = ("year", "month", "day", "hour")
+_HIVE_SEGMENT = re.compile(r"^(\w+)=([^/]+)$")  # a hive partition folder: key=value
 
 
 class UnreadableObject(ValueError):
@@ -112,3 +115,22 @@ def read_json_lines(data: bytes) -> JsonLines:
         else:
             result.malformed_lines += 1
     return result
+
+
+def partition_values(uri: str, location: str, keys: Sequence[str]) -> tuple[str, ...] | None:
+    """The values of partition keys `keys` in the hive folders of an object's s3:// URI under
+    a table `location` (.../year=2026/month=03/.../name.gz); None when it is not in such a folder.
+    """
+    prefix = location.rstrip("/") + "/"
+    if not uri.startswith(prefix):
+        return None
+    relative = uri[len(prefix) :].split("/")
+    if len(relative) <= len(keys):
+        return None
+    values = []
+    for key, part in zip(keys, relative, strict=False):
+        match = _HIVE_SEGMENT.match(part)
+        if match is None or match.group(1) != key:
+            return None
+        values.append(match.group(2))
+    return tuple(values)

@@ -50,7 +50,12 @@ from sales_cdc.emulator.iceberg import (
     parse_predicate,
     to_row_filter,
 )
-from sales_cdc.landing_format import GZIP_MAGIC, UnreadableObject, read_json_lines
+from sales_cdc.landing_format import (
+    GZIP_MAGIC,
+    UnreadableObject,
+    partition_values,
+    read_json_lines,
+)
 
 JSON_SERDES = ("org.openx.data.jsonserde.JsonSerDe", "org.apache.hive.hcatalog.data.JsonSerDe")
 READ_THREADS = 4
@@ -72,6 +77,10 @@ class Catalog(Protocol):
     def get_table(self, name: str) -> dict[str, Any] | None: ...
 
     def get_partitions(self, name: str) -> list[dict[str, Any]]: ...
+
+    def get_partitions_of(
+        self, name: str, values: Iterable[Sequence[str]]
+    ) -> list[dict[str, Any]]: ...
 
     def publish(self, name: str, **kwargs: Any) -> list[str]:
         """Switch the table to new data, delete what it replaced; return those locations."""
@@ -503,10 +512,20 @@ class DuckDBEngine:
         }
         paths = allowed.pop(PATH_COLUMN, None)
         if keys:
-            sources = [
-                (tuple(p["Values"]), p["StorageDescriptor"]["Location"])
-                for p in self.catalog.get_partitions(name)
-            ]
+            # Reading named objects asks the catalog for their partitions only.
+            partitions = (
+                self.catalog.get_partitions(name)
+                if paths is None
+                else self.catalog.get_partitions_of(
+                    name,
+                    {
+                        v
+                        for v in (partition_values(p, descriptor["Location"], keys) for p in paths)
+                        if v is not None
+                    },
+                )
+            )
+            sources = [(tuple(p["Values"]), p["StorageDescriptor"]["Location"]) for p in partitions]
             sources = [
                 (values, loc)
                 for values, loc in sources

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from sales_cdc.landing_format import partition_values
+
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 FINGERPRINT_PREFIX = "sales_cdc.fingerprint"
-_HIVE_SEGMENT = re.compile(r"^(\w+)=([^/]+)$")
+BATCH_GET_PARTITIONS = 1000  # Glue BatchGetPartition's PartitionsToGet limit
+UNPROCESSED_ATTEMPTS = 5
 
 
 # The fields of a get_table answer that update_table accepts back as TableInput.
@@ -66,6 +68,30 @@ class LakeCatalog:
             partitions.extend(page["Partitions"])
         return partitions
 
+    def get_partitions_of(self, name: str, values: Iterable[Sequence[str]]) -> list[dict[str, Any]]:
+        """The registered partitions among `values` (BatchGetPartition, 1,000 a call): what a
+        read of some objects needs, without listing every partition of the table."""
+        wanted = [list(v) for v in dict.fromkeys(tuple(v) for v in values)]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), BATCH_GET_PARTITIONS):
+            pending = [{"Values": v} for v in wanted[start : start + BATCH_GET_PARTITIONS]]
+            for _ in range(UNPROCESSED_ATTEMPTS):
+                # Glue BatchGetPartition: up to 1,000 PartitionsToGet; UnprocessedKeys are to be
+                # asked for again.
+                response = self.glue.batch_get_partition(
+                    DatabaseName=self.database, TableName=name, PartitionsToGet=pending
+                )
+                found.extend(response.get("Partitions", []))
+                pending = response.get("UnprocessedKeys") or []
+                if not pending:
+                    break
+            else:
+                raise RuntimeError(
+                    f"Glue left {len(pending)} partition(s) of {self.database}.{name} "
+                    f"unprocessed {UNPROCESSED_ATTEMPTS} times in a row (throttled?)."
+                )
+        return found
+
     def list_objects(self, uri: str) -> list[dict[str, Any]]:
         """Every object under an s3:// prefix (Key, Size)."""
         bucket, prefix = split_uri(uri)
@@ -86,8 +112,11 @@ class LakeCatalog:
         return len(keys)
 
     # -- raw table partitions --------------------------------------------------------------
-    def add_missing_partitions(self, name: str) -> list[list[str]]:
-        """Register the hive folders under the table's location that Glue does not list yet.
+    def add_missing_partitions(
+        self, name: str, object_keys: Iterable[str] | None = None
+    ) -> list[list[str]]:
+        """Register the hive folders under the table's location that Glue does not list yet:
+        the folders of `object_keys` (objects about to be read), or of every object.
 
         Columns stay the crawler's: a new partition copies the table's storage descriptor with
         its own location, exactly as the crawler would register it.
@@ -97,17 +126,23 @@ class LakeCatalog:
             return []
         keys = [key["Name"] for key in table["PartitionKeys"]]
         location = table["StorageDescriptor"]["Location"].rstrip("/") + "/"
-        known = {tuple(p["Values"]) for p in self.get_partitions(name)}
+        if object_keys is None:
+            object_keys = [obj["Key"] for obj in self.list_objects(location)]
         found: dict[tuple[str, ...], str] = {}
-        for obj in self.list_objects(location):
-            relative = obj["Key"][len(split_uri(location)[1]) :].split("/")
-            segments = [_HIVE_SEGMENT.match(part) for part in relative[: len(keys)]]
-            if len(relative) <= len(keys) or not all(segments):
-                continue
-            if [m.group(1) for m in segments if m] != keys:
-                continue
-            values = tuple(m.group(2) for m in segments if m)
-            found[values] = location + "/".join(relative[: len(keys)]) + "/"
+        for key in object_keys:
+            values = partition_values(f"s3://{split_uri(location)[0]}/{key}", location, keys)
+            if values is not None:
+                found[values] = location + "".join(
+                    f"{k}={v}/" for k, v in zip(keys, values, strict=True)
+                )
+        if not found:
+            return []
+        registered = (
+            self.get_partitions(name)
+            if len(found) > BATCH_GET_PARTITIONS
+            else self.get_partitions_of(name, found)
+        )
+        known = {tuple(p["Values"]) for p in registered}
         missing = [(values, loc) for values, loc in sorted(found.items()) if values not in known]
         descriptor = table["StorageDescriptor"]
         self._create_partitions(name, descriptor, missing)

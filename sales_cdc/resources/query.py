@@ -202,9 +202,12 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         less total-position-deletes, the Iceberg spec's figures): no data read, whatever its size.
         """
 
-    def sync_partitions(self, table: str) -> list[list[str]]:
-        """Register hive folders of `table` that the catalog does not list yet."""
-        return self.catalog().add_missing_partitions(table)
+    def sync_partitions(
+        self, table: str, object_keys: Iterable[str] | None = None
+    ) -> list[list[str]]:
+        """Register hive folders of `table` that the catalog does not list yet: those of
+        `object_keys` (the objects a run is about to read), or of every object under it."""
+        return self.catalog().add_missing_partitions(table, object_keys)
 
     def table_parameters(self, table: str) -> dict[str, str]:
         found = self.catalog().get_table(table)

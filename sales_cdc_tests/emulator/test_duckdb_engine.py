@@ -284,6 +284,18 @@ def test_path_pseudo_column_names_objects_and_prunes_what_is_read(
         {"p": f"s3://{bucket}/raw/orders_cdc/year=2026/month=03/day=09/hour=10/nothing.gz"},
     )
     assert one.rows == [("c",)] and sorted(two.rows) == [("a",), ("b",)] and unknown.rows == []
+    # Named objects: the catalog is asked for their partitions only, never for every partition.
+    from sales_cdc.resources.lake_catalog import LakeCatalog
+
+    def listing_every_partition(self, name):
+        raise AssertionError("a read by $path listed every partition")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(LakeCatalog, "get_partitions", listing_every_partition)
+        again = engine.query(
+            'SELECT order_id FROM orders_cdc WHERE "$path" = %(p)s', {"p": paths["c"]}
+        )
+        assert again.rows == [("c",)]
     sizes = {
         f"s3://{bucket}/{obj['Key']}": obj["Size"]
         for obj in engine.catalog().list_objects(f"s3://{bucket}/raw/")

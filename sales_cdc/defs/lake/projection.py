@@ -107,9 +107,6 @@ def orders_current(
 ) -> dg.MaterializeResult:
     """One row per live order, merged from the landing objects not merged yet (tombstones kept)."""
     stack = aws.stack()
-    added = query_engine.sync_partitions(stack.raw_table)
-    if added:
-        context.log.info(f"Registered {len(added)} new landing partition(s): {added[:5]}")
     for table in (TABLE, TOMBSTONES_TABLE, LEDGER_TABLE):
         query_engine.ensure_table(table)
 
@@ -120,6 +117,10 @@ def orders_current(
         ledger = query_engine.query(read_sql("orders_cdc_merge_log_keys"))
         recorded = {str(r["object_key"]) for r in ledger.dicts()}
         batch, backlog = pending_objects(listed, recorded, config.max_objects)
+    # Hour folders of the objects to merge that no crawl has registered yet (a run reads them).
+    added = query_engine.sync_partitions(stack.raw_table, [o.key for o in batch])
+    if added:
+        context.log.info(f"Registered {len(added)} new landing partition(s): {added[:5]}")
     reads = read_objects(aws, batch)
     readable = [(o, r) for o, r in zip(batch, reads, strict=True) if r.readable]
     set_aside = [(o, r) for o, r in zip(batch, reads, strict=True) if not r.readable]
