@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+# Athena "Service Quotas": the query string is at most 262,144 bytes.
+MAX_QUERY_BYTES = 262_144
+
+
 class QueryFailedError(RuntimeError):
     """A query failed; carries the engine's reason and (on Athena) the QueryExecutionId."""
 
@@ -523,6 +527,13 @@ class AthenaQueryEngine(QueryEngine):
         """
         from pyathena.error import Error as AthenaError
 
+        size = len(sql.encode())
+        if size > MAX_QUERY_BYTES:
+            raise QueryFailedError(
+                f"The statement is {size:,} bytes; Athena accepts at most {MAX_QUERY_BYTES:,} "
+                f"(its query string quota, not adjustable). Split it: {sql[:200]}...",
+                reason="query string too long",
+            )
         connection = self._connect()
         deadline = _clock() + self.query_timeout_seconds
         timed_out: list[str] = []

@@ -603,3 +603,15 @@ def test_a_reader_never_sees_a_day_half_replaced(duck: DuckDBQueryEngine) -> Non
     for snapshot in snapshots:
         scan = tables.load("daily_sales_by_product").scan(snapshot_id=snapshot.snapshot_id)
         assert scan.to_arrow().num_rows == 9  # every snapshot holds every day whole
+
+
+def test_athena_refuses_a_statement_beyond_its_query_string_quota(
+    athena: AthenaQueryEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Athena "Service Quotas": a query string is at most 262,144 bytes (not adjustable).
+    monkeypatch.setattr(
+        AthenaQueryEngine, "_connect", lambda self: pytest.fail("a too long statement was sent")
+    )
+    paths = ", ".join(f"'s3://lake/raw/orders_cdc/{i:06d}.gz'" for i in range(8000))
+    with pytest.raises(QueryFailedError, match="at most 262,144"):
+        athena._execute(f'SELECT 1 FROM orders_cdc WHERE "$path" IN ({paths})')

@@ -81,6 +81,26 @@ def pending_objects(
     return new[:limit], max(0, len(new) - limit)
 
 
+# Athena's query string limit is 262,144 bytes ("Service Quotas", not adjustable): the object
+# URIs named in one merge statement keep well below it, leaving room for the SQL around them.
+MAX_PATHS_BYTES = 200_000
+
+
+def path_batches(items: Sequence[tuple[str, Any, Any]], limit: int) -> list[list[Any]]:
+    """(uri, ...) items in order, in turns whose URIs (quoted, comma-separated, as a statement
+    names them) take at most `limit` bytes each; an item never waits for a later turn."""
+    turns: list[list[Any]] = []
+    size = limit + 1
+    for item in items:
+        length = len(item[0].encode()) + 4  # 'uri',<space>
+        if size + length > limit and (not turns or turns[-1]):
+            turns.append([])
+            size = 0
+        turns[-1].append(item)
+        size += length
+    return turns
+
+
 def object_uri(bucket: str, key: str) -> str:
     """The "$path" of an object (s3://bucket/key)."""
     return f"s3://{bucket}/{key}"
@@ -322,6 +342,25 @@ def merge_changes(
         looked_up=looked_up,
         bytes_read=bytes_read,
         rows_written=rows_written,
+    )
+
+
+def combine(outcomes: Sequence[MergeOutcome]) -> MergeOutcome | None:
+    """One outcome for a run's turns (None when nothing was merged)."""
+    if not outcomes:
+        return None
+    counts = ChangeCounts()
+    for outcome in outcomes:
+        for name in vars(counts):
+            setattr(counts, name, getattr(counts, name) + getattr(outcome.counts, name))
+    return MergeOutcome(
+        changes=[c for o in outcomes for c in o.changes],
+        counts=counts,
+        changed_days=sorted({d for o in outcomes for d in o.changed_days}),
+        scope=sorted({d for o in outcomes for d in o.scope}, key=lambda d: d or ""),
+        looked_up=sum(o.looked_up for o in outcomes),
+        bytes_read=sum(o.bytes_read for o in outcomes),
+        rows_written=sum(o.rows_written for o in outcomes),
     )
 
 

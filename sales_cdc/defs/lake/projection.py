@@ -11,14 +11,17 @@ from pydantic import Field
 
 from sales_cdc.defs.lake.merge import (
     LEDGER_TABLE,
+    MAX_PATHS_BYTES,
     MERGED,
     TOMBSTONES_TABLE,
     UNREADABLE,
     LandingObject,
     LedgerRow,
+    combine,
     ledger_select,
     merge_changes,
     object_uri,
+    path_batches,
     pending_objects,
     rebuild_tables,
 )
@@ -126,28 +129,36 @@ def orders_current(
     set_aside = [(o, r) for o, r in zip(batch, reads, strict=True) if not r.readable]
     for obj, read in set_aside:
         context.log.warning(f"Set aside unreadable landing object {obj.key}: {read.reason}")
-    paths = [object_uri(stack.bucket, o.key) for o, _ in readable]
-
-    if config.full_rebuild:
-        outcome = rebuild_tables(query_engine, paths, read_sql)
-    elif paths:
-        outcome = merge_changes(
-            query_engine, paths, [r for _, r in readable], read_sql, before_ledger_write
-        )
-    else:
-        outcome = None
-
     now = dt.datetime.now(dt.UTC)
-    run_id = context.run_id
-    rows = [
-        LedgerRow(o.key, o.size, o.last_modified, MERGED if r.readable else UNREADABLE,
-                  r.reason, r.rows, run_id, now)
+    ledger = {
+        o.key: LedgerRow(o.key, o.size, o.last_modified, MERGED if r.readable else UNREADABLE,
+                         r.reason, r.rows, context.run_id, now)
         for o, r in zip(batch, reads, strict=True)
-    ]  # fmt: skip
-    if rows and config.full_rebuild:
-        query_engine.replace_rows(LEDGER_TABLE, ledger_select(rows), where=None)
-    elif rows:
-        query_engine.append_rows(LEDGER_TABLE, ledger_select(rows))
+    }  # fmt: skip
+    # One statement names at most MAX_PATHS_BYTES of object URIs (Athena's query string limit):
+    # a longer list is merged in turns, each turn's objects recorded after its commits. A full
+    # rebuild rebuilds from the first turn and merges the others (the same tables).
+    turns = path_batches(
+        [(object_uri(stack.bucket, o.key), o, r) for o, r in readable], MAX_PATHS_BYTES
+    )
+    outcomes = []
+    for turn, items in enumerate(turns or [[]]):
+        paths = [uri for uri, _, _ in items]
+        rows = [ledger[o.key] for _, o, _ in items]
+        if turn == 0:  # the objects set aside are recorded with the first turn
+            rows += [ledger[o.key] for o, _ in set_aside]
+        if config.full_rebuild and turn == 0:
+            outcomes.append(rebuild_tables(query_engine, paths, read_sql))
+        elif paths:
+            turn_reads = [r for _, _, r in items]
+            outcomes.append(
+                merge_changes(query_engine, paths, turn_reads, read_sql, before_ledger_write)
+            )
+        if rows and config.full_rebuild and turn == 0:
+            query_engine.replace_rows(LEDGER_TABLE, ledger_select(rows), where=None)
+        elif rows:
+            query_engine.append_rows(LEDGER_TABLE, ledger_select(rows))
+    outcome = combine(outcomes)
 
     newest = max((r.newest_event_time for _, r in readable if r.newest_event_time), default=None)
     lag = (now - newest).total_seconds() if newest else None

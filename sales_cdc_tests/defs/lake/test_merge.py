@@ -11,11 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sales_cdc.defs.lake.merge import (
+    ChangeCounts,
     LandingObject,
     LedgerRow,
+    MergeOutcome,
     changed_order_days,
+    combine,
     ledger_select,
     merge_changes,
+    path_batches,
     pending_objects,
     rebuild_tables,
     scope_predicate,
@@ -276,3 +280,31 @@ def test_reading_an_object_by_columns_equals_reading_it_line_by_line(body, monke
     by_columns = read_landing_object(body)
     monkeypatch.setattr(objects, "_read_columns", lambda text, lines: None)
     assert by_columns == read_landing_object(body)
+
+
+def test_path_batches_keep_each_statement_under_the_limit() -> None:
+    items = [(f"s3://lake/raw/{i:03d}.gz", i, None) for i in range(10)]
+    each = len(items[0][0]) + 4
+    turns = path_batches(items, 3 * each)
+    assert [[i for _, i, _ in t] for t in turns] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert path_batches(items, 1) == [[item] for item in items]  # one URI each, never none
+    assert path_batches([], 100) == []
+
+
+def test_combined_outcome_adds_up_its_turns() -> None:
+    def outcome(inserted: int, days: list[str]) -> MergeOutcome:
+        return MergeOutcome(
+            changes=[{"order_id": d} for d in days],
+            counts=ChangeCounts(inserted=inserted, deleted=1),
+            changed_days=days,
+            scope=[None, *days],
+            looked_up=1,
+            bytes_read=10,
+            rows_written=inserted,
+        )
+
+    both = combine([outcome(2, ["2026-03-02"]), outcome(3, ["2026-03-01", "2026-03-02"])])
+    assert both.counts == ChangeCounts(inserted=5, deleted=2)
+    assert both.changed_days == ["2026-03-01", "2026-03-02"] and both.scope[0] is None
+    assert (both.looked_up, both.bytes_read, both.rows_written, len(both.changes)) == (2, 20, 5, 3)
+    assert combine([]) is None

@@ -387,6 +387,35 @@ def test_full_rebuild_gives_the_incremental_tables(lake: AwsResource) -> None:
     assert metadata(materialize(lake))["objects_merged"] == 0
 
 
+def test_objects_beyond_one_statement_are_merged_in_turns(
+    lake: AwsResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _history(lake)
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    land(lake, [event("b", 4, status="SHIPPED"), event("c", 6, "INSERT")], hour="2026/03/01/09")
+    land(lake, [event("a", 3, status="PAID")], hour="2026/03/01/13")
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    whole = _tables(lake)
+    # One object URI per statement: every run merges in turns, a rebuild rebuilds from the first.
+    from sales_cdc.defs.lake import projection
+
+    monkeypatch.setattr(projection, "MAX_PATHS_BYTES", 1)
+    rebuilt = materialize(lake, full_rebuild=True)
+    assert rebuilt.success and metadata(rebuilt)["objects_merged"] == 4
+    assert _tables(lake) == whole
+    land(lake, [event("c", 7, "REMOVE"), event("d", 8, "INSERT")], hour="2026/03/01/14")
+    land(lake, [event("d", 9, status="PAID"), event("c", 6, "INSERT")], hour="2026/03/01/15")
+    catalog_raw_table(lake)
+    turns = materialize(lake)
+    assert turns.success and metadata(turns)["objects_merged"] == 2
+    assert metadata(turns)["orders_deleted"] == 1 and metadata(turns)["orders_inserted"] == 1
+    in_turns = _tables(lake)
+    assert metadata(materialize(lake, full_rebuild=True))["objects_merged"] == 6
+    assert _tables(lake) == in_turns and {r[0] for r in in_turns["orders_current"]} == {"a", "d"}
+
+
 CRASH = """
 import os, signal
 import dagster as dg
