@@ -18,7 +18,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions.merge(
         infrastructure.defs,
         orders.build_defs(declaration),
-        landing.defs,
+        landing.build_defs(declaration),
         lake.defs,
         analytics.defs,
         # Steps here are I/O-bound AWS calls and queries: one process per run, not one per step,
