@@ -19,7 +19,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         infrastructure.defs,
         orders.build_defs(declaration),
         landing.build_defs(declaration),
-        lake.defs,
+        lake.build_defs(declaration),
         analytics.defs,
         # Steps here are I/O-bound AWS calls and queries: one process per run, not one per step,
         # keeps a run's start-up cost low (a 2-core laptop runs the whole demo).
