@@ -20,7 +20,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         orders.build_defs(declaration),
         landing.build_defs(declaration),
         lake.build_defs(declaration),
-        analytics.defs,
+        analytics.build_defs(declaration),
         # Steps here are I/O-bound AWS calls and queries: one process per run, not one per step,
         # keeps a run's start-up cost low (a 2-core laptop runs the whole demo).
         dg.Definitions(resources=build_resources(settings), executor=dg.in_process_executor),
