@@ -1,8 +1,13 @@
 """The code location loads and holds every asset, job, schedule and sensor by name."""
 
+import subprocess
+import sys
+import textwrap
+
 import dagster as dg
 
-from sales_cdc.definitions import defs
+from sales_cdc.definitions import build_definitions, defs
+from sales_cdc.settings import load_settings
 
 ASSETS = {
     "dynamodb/orders",
@@ -67,3 +72,49 @@ def test_landing_asset_has_a_freshness_policy_and_checks():
     assert landing.freshness_policy is not None
     check_names = {k.name for k in graph.asset_check_keys}
     assert {"no_error_records", "error_rate"} <= check_names
+
+
+def test_importing_the_stages_reads_no_environment(tmp_path):
+    """Every module of sales_cdc/defs imports with a broken environment and no stack.yaml: only
+    building the definitions reads them, and fails there with the settings message."""
+    script = textwrap.dedent(
+        """
+        import importlib, pkgutil
+        import sales_cdc.defs
+
+        for module in pkgutil.walk_packages(sales_cdc.defs.__path__, "sales_cdc.defs."):
+            importlib.import_module(module.name)
+        print("imported")
+        import sales_cdc.definitions
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={
+            "SALES_CDC_ENV": "staging",
+            "SALES_CDC_INFRA_DIR": str(tmp_path / "nowhere"),
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "imported", result.stderr
+    assert result.returncode != 0
+    assert "SALES_CDC_ENV='staging' is not a known environment" in result.stderr
+
+
+def test_definitions_build_for_each_environment_as_stack_yaml_declares():
+    aws_defs = build_definitions(load_settings({"SALES_CDC_ENV": "aws", "AWS_REGION": "eu-west-1"}))
+    aws = aws_defs.get_repository_def()
+    local = defs.get_repository_def()
+    for repository in (aws, local):
+        assert {s.name for s in repository.schedule_defs} == SCHEDULES
+        assert {s.name for s in repository.sensor_defs} == SENSORS
+    running = dg.DefaultScheduleStatus.RUNNING
+    assert local.get_schedule_def("crawler_schedule").default_status == running
+    assert aws.get_schedule_def("crawler_schedule").default_status != running
+    assert local.get_schedule_def("order_generator_schedule").default_status == running
+    assert aws.get_schedule_def("order_generator_schedule").default_status != running
+    assert type((aws_defs.resources or {})["query_engine"]).__name__ == "AthenaQueryEngine"

@@ -15,8 +15,7 @@ from sqlglot import exp
 from sales_cdc.defs.lake.merge import ORDERS_CURRENT_TABLE
 from sales_cdc.resources.query import QueryEngine, read_sql
 from sales_cdc.resources.sql import as_of, bind, literal
-from sales_cdc.settings import SettingsError, load_settings
-from sales_cdc.stack import load_declaration
+from sales_cdc.settings import SettingsError
 
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 # Metadata of an aggregate materialization: the orders_current snapshot its refresh read.
@@ -24,9 +23,10 @@ SNAPSHOT_METADATA = "orders_current_snapshot_id"
 PARTITION = "order_date"
 
 
-def _partitions_start() -> str:
-    """analytics.partitions_start of infra/stack.yaml, checked: a date like 2025-01-01."""
-    value = str(load_declaration(load_settings().env)["analytics"]["partitions_start"])
+def partitions_start(analytics: dict[str, Any]) -> str:
+    """partitions_start of the `analytics` section of infra/stack.yaml, checked: a date like
+    2025-01-01."""
+    value = str(analytics["partitions_start"])
     try:
         date.fromisoformat(value)
     except ValueError:
@@ -36,8 +36,6 @@ def _partitions_start() -> str:
         ) from None
     return value
 
-
-START_DATE = _partitions_start()
 
 # One partition per UTC order day (YYYY-MM-DD) that has orders: aggregates_sensor adds a day when
 # orders_current first reports a change on it, so the partitions are exactly the days with data

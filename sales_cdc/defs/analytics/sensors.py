@@ -5,17 +5,17 @@ from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT, START_DATE, order_days
+from sales_cdc.defs.analytics.assets import (
+    AGGREGATE_KEYS,
+    ORDERS_CURRENT,
+    order_days,
+    partitions_start,
+)
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
 from sales_cdc.defs.landing.sensors import LAKE_TAG
-from sales_cdc.settings import load_settings
-from sales_cdc.stack import load_declaration
 
 PAGE_SIZE = 100
 CHANGED_DAYS = "changed_order_dates"
-SENSOR_INTERVAL_SECONDS = int(
-    load_declaration(load_settings().env)["analytics"].get("sensor_interval_seconds", 30)
-)
 
 
 def _changed_days(record: Any) -> list[str] | None:
@@ -28,16 +28,30 @@ def _changed_days(record: Any) -> list[str] | None:
     return [str(day) for day in days or []]
 
 
-@dg.sensor(
-    name="aggregates_sensor",
-    asset_selection=AGGREGATE_KEYS,
-    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="On new orders_current materializations, add the order days they report in "
-    "changed_order_dates as partitions and refresh them in one run.",
-)
-def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Add the changed order days as partitions and request one run that refreshes them."""
+def build_aggregates_sensor(analytics: dict[str, Any]) -> dg.SensorDefinition:
+    """aggregates_sensor, as the `analytics` section of infra/stack.yaml declares it (its pace,
+    and the first order day it adds); SettingsError when partitions_start is not a date."""
+    start = partitions_start(analytics)
+
+    @dg.sensor(
+        name="aggregates_sensor",
+        asset_selection=AGGREGATE_KEYS,
+        minimum_interval_seconds=int(analytics.get("sensor_interval_seconds", 30)),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="On new orders_current materializations, add the order days they report in "
+        "changed_order_dates as partitions and refresh them in one run.",
+    )
+    def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+        """Add the changed order days as partitions and request one run that refreshes them."""
+        return evaluate_aggregates(context, start)
+
+    return aggregates_sensor
+
+
+def evaluate_aggregates(
+    context: dg.SensorEvaluationContext, start: str
+) -> dg.SensorResult | dg.SkipReason:
+    """One tick of aggregates_sensor; order days before `start` (partitions_start) are skipped."""
     if _refresh_waiting(context.instance):
         # The waiting run starts behind the aggregates run now going on: the days changed since
         # are left for the next tick (the cursor stays), so they make one run instead of a queue.
@@ -74,12 +88,12 @@ def aggregates_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | 
     if not seen:
         return dg.SkipReason("No new orders_current materialization.")
 
-    valid = {day for day in newest if _is_order_day(day)}
+    valid = {day for day in newest if _is_order_day(day, start)}
     skipped = sorted(set(newest) - valid)
     if skipped:
         context.log.info(
             f"Skipping {len(skipped)} changed order day(s) that are not dates on or after "
-            f"analytics.partitions_start ({START_DATE}): {skipped[:10]}"
+            f"analytics.partitions_start ({start}): {skipped[:10]}"
         )
     assert order_days.name is not None
     known = list(context.instance.get_dynamic_partitions(order_days.name))
@@ -131,13 +145,10 @@ def _refresh_waiting(instance: dg.DagsterInstance) -> bool:
     )
 
 
-def _is_order_day(day: str) -> bool:
-    """A YYYY-MM-DD day on or after analytics.partitions_start."""
+def _is_order_day(day: str, start: str) -> bool:
+    """A YYYY-MM-DD day on or after `start` (analytics.partitions_start)."""
     try:
         parsed = date.fromisoformat(day)
     except ValueError:
         return False
-    return len(day) == 10 and parsed >= date.fromisoformat(START_DATE)
-
-
-SENSORS = [aggregates_sensor]
+    return len(day) == 10 and parsed >= date.fromisoformat(start)

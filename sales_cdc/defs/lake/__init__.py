@@ -1,26 +1,25 @@
 """The lake: the raw CDC table in the Glue catalog, and the tables projected from it."""
 
-import importlib
-import importlib.util
+from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.lake import catalog, maintenance
+from sales_cdc.defs.lake import catalog, maintenance, projection
 
-assets = list(catalog.ASSETS)
-asset_checks = list(catalog.ASSET_CHECKS)
-schedules = list(catalog.SCHEDULES) + list(maintenance.SCHEDULES)
-sensors: list = []
-jobs = list(maintenance.JOBS)
 
-# The orders_current projection plugs in when its module is there.
-if importlib.util.find_spec("sales_cdc.defs.lake.projection") is not None:
-    projection = importlib.import_module("sales_cdc.defs.lake.projection")
-    assets += projection.ASSETS
-    asset_checks += projection.ASSET_CHECKS
-    sensors += projection.SENSORS
-    schedules += projection.SCHEDULES
-
-defs = dg.Definitions(
-    assets=assets, asset_checks=asset_checks, schedules=schedules, sensors=sensors, jobs=jobs
-)
+def build_defs(declaration: dict[str, Any]) -> dg.Definitions:
+    """The lake stage, its crawler and maintenance schedules as `declaration` sets them."""
+    maintain_lake_tables, maintain_lake_tables_schedule = maintenance.build_maintenance(
+        declaration["maintenance"]
+    )
+    return dg.Definitions(
+        assets=[*catalog.ASSETS, *projection.ASSETS],
+        asset_checks=[*catalog.ASSET_CHECKS, *projection.ASSET_CHECKS],
+        schedules=[
+            catalog.build_crawler_schedule(declaration["schedules"]),
+            maintain_lake_tables_schedule,
+            *projection.SCHEDULES,
+        ],
+        sensors=projection.SENSORS,
+        jobs=[maintain_lake_tables],
+    )

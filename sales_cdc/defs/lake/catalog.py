@@ -7,8 +7,6 @@ import dagster as dg
 from sales_cdc.landing_format import LANDING_COLUMNS, PARTITION_KEYS
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import CrawlerResource
-from sales_cdc.settings import load_settings
-from sales_cdc.stack import load_declaration
 
 GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
 RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
@@ -96,17 +94,16 @@ def raw_cdc_partition_keys(aws: AwsResource) -> dg.AssetCheckResult:
     )
 
 
-def build_crawler_schedule(env: str) -> dg.ScheduleDefinition:
-    """The crawler schedule of `env`, as infra/stack.yaml declares it (schedules section)."""
-    declared = load_declaration(env)["schedules"]
+def build_crawler_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefinition:
+    """crawler_schedule, as the `schedules` section of infra/stack.yaml declares it."""
 
     @dg.schedule(
         name="crawler_schedule",
         target=dg.AssetSelection.assets(GLUE_ORDERS_CDC),
-        cron_schedule=declared["crawler_cron"],
+        cron_schedule=schedules["crawler_cron"],
         default_status=(
             dg.DefaultScheduleStatus.RUNNING
-            if declared["crawler_running"]
+            if schedules["crawler_running"]
             else dg.DefaultScheduleStatus.STOPPED
         ),
         description=(
@@ -128,8 +125,5 @@ def build_crawler_schedule(env: str) -> dg.ScheduleDefinition:
     return _schedule
 
 
-crawler_schedule = build_crawler_schedule(load_settings().env)
-
 ASSETS = [glue_orders_cdc]
 ASSET_CHECKS = [raw_cdc_columns, raw_cdc_partition_keys]
-SCHEDULES = [crawler_schedule]

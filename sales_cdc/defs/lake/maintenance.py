@@ -7,8 +7,6 @@ from pydantic import Field
 
 from sales_cdc.resources.query import MaintenanceResult, QueryEngine
 from sales_cdc.resources.sql import table_ddl_names
-from sales_cdc.settings import load_settings
-from sales_cdc.stack import load_declaration
 
 
 def curated_tables() -> list[str]:
@@ -108,10 +106,3 @@ def build_maintenance(declared: dict) -> tuple[dg.JobDefinition, dg.ScheduleDefi
         ),
     )
     return maintain_lake_tables, schedule
-
-
-maintain_lake_tables, maintain_lake_tables_schedule = build_maintenance(
-    load_declaration(load_settings().env)["maintenance"]
-)
-JOBS = [maintain_lake_tables]
-SCHEDULES = [maintain_lake_tables_schedule]

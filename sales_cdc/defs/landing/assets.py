@@ -1,11 +1,9 @@
 """The landing data in S3: external assets written by Firehose, not by Dagster."""
 
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
-
-from sales_cdc.settings import load_settings
-from sales_cdc.stack import load_declaration
 
 ORDERS = dg.AssetKey(["dynamodb", "orders"])
 RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
@@ -14,21 +12,23 @@ ERRORS_ORDERS_CDC = dg.AssetKey(["s3", "errors", "orders_cdc"])
 GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
 ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 
-_declared = load_declaration(load_settings().env)
 
-raw_orders_cdc = dg.AssetSpec(
-    key=RAW_ORDERS_CDC,
-    deps=[ORDERS],
-    kinds={"s3"},
-    group_name="landing",
-    description=(
-        "CDC landing rows in raw/orders_cdc/year=/month=/day=/hour=/ (GZIP JSON lines), "
-        "delivered by Firehose; recorded by landing_objects_sensor."
-    ),
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(minutes=int(_declared["freshness"]["landing_minutes"]))
-    ),
-)
+def build_raw_orders_cdc(freshness: dict[str, Any]) -> dg.AssetSpec:
+    """s3/raw/orders_cdc, fresh within the `freshness` section's landing_minutes."""
+    return dg.AssetSpec(
+        key=RAW_ORDERS_CDC,
+        deps=[ORDERS],
+        kinds={"s3"},
+        group_name="landing",
+        description=(
+            "CDC landing rows in raw/orders_cdc/year=/month=/day=/hour=/ (GZIP JSON lines), "
+            "delivered by Firehose; recorded by landing_objects_sensor."
+        ),
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(minutes=int(freshness["landing_minutes"]))
+        ),
+    )
+
 
 errors_orders_cdc = dg.AssetSpec(
     key=ERRORS_ORDERS_CDC,

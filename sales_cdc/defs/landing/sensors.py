@@ -18,11 +18,6 @@ from sales_cdc.defs.landing.assets import (
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import partition_of
 from sales_cdc.resources.aws import AwsResource
-from sales_cdc.settings import load_settings
-from sales_cdc.stack import load_declaration
-
-_landing = load_declaration(load_settings().env)["landing"]
-
 
 # The run requested for new landing objects: orders_current, crawling first when an hour folder
 # is not in the raw table yet.
@@ -91,25 +86,37 @@ def listing_metadata(objects: list[dict], prefix: str, now: datetime) -> dict[st
     }
 
 
-@dg.sensor(
-    name="landing_objects_sensor",
-    minimum_interval_seconds=int(_landing["sensor_interval_seconds"]),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    jobs=[lake_refresh_job, landing_checks_job],
-    description=(
-        "Lists new objects in raw/ and errors/ (keys, sizes and LastModified only; a cursor on "
-        "LastModified), records each batch on the landing assets (objects, bytes, hour folders), "
-        "requests athena/orders_current for new landing objects (it reads them) and the landing "
-        "checks for new error objects (they read them)."
-    ),
-)
-def landing_objects_sensor(
-    context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource
+def build_landing_objects_sensor(landing: dict[str, Any]) -> dg.SensorDefinition:
+    """landing_objects_sensor, at the pace the `landing` section of infra/stack.yaml declares."""
+    limit = int(landing["max_objects_per_tick"])
+
+    @dg.sensor(
+        name="landing_objects_sensor",
+        minimum_interval_seconds=int(landing["sensor_interval_seconds"]),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        jobs=[lake_refresh_job, landing_checks_job],
+        description=(
+            "Lists new objects in raw/ and errors/ (keys, sizes and LastModified only; a cursor "
+            "on LastModified), records each batch on the landing assets (objects, bytes, hour "
+            "folders), requests athena/orders_current for new landing objects (it reads them) "
+            "and the landing checks for new error objects (they read them)."
+        ),
+    )
+    def landing_objects_sensor(
+        context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource
+    ) -> dg.SensorResult | dg.SkipReason:
+        return evaluate_landing_objects(context, aws, s3, limit)
+
+    return landing_objects_sensor
+
+
+def evaluate_landing_objects(
+    context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource, limit: int
 ) -> dg.SensorResult | dg.SkipReason:
+    """One tick of landing_objects_sensor: at most `limit` new objects of each prefix."""
     stack = aws.stack()
     client = s3.get_client()
     cursor = json.loads(context.cursor) if context.cursor else {}
-    limit = int(_landing["max_objects_per_tick"])
     now = datetime.now(UTC)
     events: list[Any] = []
     run_requests: list[dg.RunRequest] = []

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 from pyiceberg import expressions as ice
 
+from sales_cdc.defs import analytics
 from sales_cdc.defs.analytics import assets
 from sales_cdc.defs.analytics.assets import AGGREGATES, ASSETS
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS, check_days
@@ -15,7 +16,8 @@ from sales_cdc.emulator.iceberg import IcebergTables
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.lake_catalog import iceberg_catalog
 from sales_cdc.resources.query import DuckDBQueryEngine
-from sales_cdc.settings import SettingsError
+from sales_cdc.settings import SettingsError, load_settings
+from sales_cdc.stack import load_declaration
 from sales_cdc_tests.lake_data import catalog_raw_table, event, land, setup_lake
 
 DAY = "2026-03-01"
@@ -428,10 +430,22 @@ def test_checks_fail_when_a_partition_is_tampered_with(lake: AwsResource) -> Non
     assert found[("hourly_revenue", "no_negative_revenue")] is True
 
 
-def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
+def test_partitions_start_comes_from_infra_and_a_bad_one_fails_the_build(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert assets._partitions_start() == assets.START_DATE
+    from sales_cdc.definitions import build_definitions
+
+    declared = load_declaration("local")
+    assert assets.partitions_start(declared["analytics"]) == "2025-01-01"
+    # A declaration that did not come through stack.yaml's validation: the stage refuses it.
+    declared["analytics"]["partitions_start"] = "last year"
+    with pytest.raises(
+        SettingsError,
+        match=r"analytics\.partitions_start='last year' in infra/stack\.yaml is not a date",
+    ):
+        analytics.build_defs(declared)
+
+    # The same mistake in stack.yaml: building the definitions names the file, line and setting.
     stack_yaml = (Path(__file__).parents[3] / "infra" / "stack.yaml").read_text()
     (tmp_path / "stack.yaml").write_text(
         stack_yaml.replace('partitions_start: "2025-01-01"', 'partitions_start: "last year"')
@@ -441,7 +455,7 @@ def test_partitions_start_comes_from_infra_and_a_bad_one_is_explained(
         SettingsError,
         match=r"stack.yaml:\d+: analytics.partitions_start: .*valid date.*'last year'",
     ):
-        assets._partitions_start()
+        build_definitions(load_settings({}))
 
 
 def test_customer_behaviour_is_exact_and_its_checks_can_fail(lake: AwsResource) -> None:

@@ -4,8 +4,11 @@ import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
 from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT
-from sales_cdc.defs.analytics.sensors import aggregates_sensor
+from sales_cdc.defs.analytics.sensors import build_aggregates_sensor
 from sales_cdc.defs.landing.sensors import LAKE_TAG
+from sales_cdc.stack import load_declaration
+
+aggregates_sensor = build_aggregates_sensor(load_declaration("local")["analytics"])
 
 
 def report(instance: dg.DagsterInstance, metadata: dict) -> None:

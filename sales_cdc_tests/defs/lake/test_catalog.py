@@ -113,7 +113,7 @@ def test_checks_fail_when_the_table_does_not_exist(provisioned: AwsResource) -> 
 @pytest.mark.parametrize("env", ["local", "aws"])
 def test_crawler_schedule_follows_infra(env: str) -> None:
     declared = load_declaration(env)["schedules"]
-    schedule = build_crawler_schedule(env)
+    schedule = build_crawler_schedule(declared)
     assert schedule.name == "crawler_schedule"
     assert schedule.cron_schedule == declared["crawler_cron"]
     running = schedule.default_status == dg.DefaultScheduleStatus.RUNNING
@@ -127,7 +127,10 @@ def test_crawler_schedule_follows_infra(env: str) -> None:
 def test_lake_definitions_target_the_glue_table(local_env: Settings) -> None:
     from sales_cdc.defs import lake
 
-    defs = dg.Definitions.merge(lake.defs, dg.Definitions(resources=build_resources(local_env)))
+    defs = dg.Definitions.merge(
+        lake.build_defs(load_declaration(local_env.env)),
+        dg.Definitions(resources=build_resources(local_env)),
+    )
     schedule = defs.resolve_schedule_def("crawler_schedule")
     job = defs.resolve_job_def(schedule.job_name)
     assert GLUE_ORDERS_CDC in job.asset_layer.executable_asset_keys
@@ -135,7 +138,7 @@ def test_lake_definitions_target_the_glue_table(local_env: Settings) -> None:
 
 
 def test_crawler_schedule_skips_until_orders_have_landed(provisioned) -> None:
-    schedule = build_crawler_schedule("local")
+    schedule = build_crawler_schedule(load_declaration("local")["schedules"])
     context = dg.build_schedule_context(resources={"aws": provisioned})
     assert isinstance(schedule.evaluate_tick(context).skip_message, str)
     stack = provisioned.stack()

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sales_cdc.defs.lake.maintenance import build_maintenance, curated_tables, maintain_lake_tables
+from sales_cdc.defs.lake.maintenance import build_maintenance, curated_tables
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
 from sales_cdc.stack import load_declaration
@@ -25,6 +25,7 @@ def test_every_curated_table_is_maintained(aws: AwsResource) -> None:
     aws.client("s3").put_object(Bucket=bucket, Key=orphan, Body=b"half a file")
     before = engine.query("SELECT * FROM daily_order_status ORDER BY orders").rows
 
+    maintain_lake_tables, _ = build_maintenance(load_declaration("local")["maintenance"])
     result = maintain_lake_tables.execute_in_process(
         resources={"query_engine": engine},
         run_config={

@@ -12,11 +12,14 @@ from sales_cdc.defs.lake.projection import orders_current
 from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, partition_of
-from sales_cdc.defs.landing.sensors import landing_objects_sensor
+from sales_cdc.defs.landing.sensors import build_landing_objects_sensor
 from sales_cdc.resources import build_resources
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
 from sales_cdc.settings import load_settings
+from sales_cdc.stack import load_declaration
+
+landing_objects_sensor = build_landing_objects_sensor(load_declaration("local")["landing"])
 
 
 def _row(event_time: str, order_id: str = "o1") -> dict:
