@@ -1,7 +1,14 @@
--- order_tombstones_lookup: the order day of the tombstone of the orders in `order_ids`
--- (orders whose first new event is an INSERT: a re-insert after a delete, whose tombstone may
--- lie in another day).
--- Reads order_tombstones only: deleted orders, a small table of narrow rows.
-SELECT order_id, order_date
-FROM order_tombstones
-WHERE order_id IN (%(order_ids)s)
+-- order_tombstones_lookup: the order day of the tombstone of every order with events in the
+-- objects `paths` (a re-insert after a delete may find its tombstone in another day). The orders
+-- are named by the objects, not listed: the statement's size does not grow with their number.
+-- Reads order_tombstones (deleted orders, a small table of narrow rows) and the new objects.
+WITH
+-- include: landing_rows
+new_orders AS (
+    SELECT DISTINCT order_id
+    FROM landed
+    WHERE order_id IS NOT NULL
+)
+SELECT t.order_id, t.order_date
+FROM order_tombstones AS t
+WHERE t.order_id IN (SELECT order_id FROM new_orders)

@@ -86,8 +86,8 @@ def pending_objects(
 MAX_PATHS_BYTES = 200_000
 
 
-def path_batches(items: Sequence[tuple[str, Any, Any]], limit: int) -> list[list[Any]]:
-    """(uri, ...) items in order, in turns whose URIs (quoted, comma-separated, as a statement
+def path_batches(items: Sequence[tuple[Any, ...]], limit: int) -> list[list[Any]]:
+    """(text, ...) items in order, in turns whose texts (quoted, comma-separated, as a statement
     names them) take at most `limit` bytes each; an item never waits for a later turn."""
     turns: list[list[Any]] = []
     size = limit + 1
@@ -291,9 +291,8 @@ def merge_changes(
         return result.dicts()
 
     # Re-inserts: an order whose first new event is an INSERT may have a tombstone in another day.
-    new_orders = sorted({o for read in reads for o in read.order_ids})
-    if new_orders:
-        found = engine.query(read_sql("order_tombstones_lookup"), {"order_ids": new_orders})
+    if any(read.order_ids for read in reads):
+        found = engine.query(read_sql("order_tombstones_lookup"), {"paths": list(paths)})
         bytes_read += _bytes(found)
         extra = {r["order_date"] for r in found.dicts()} - scope
         scope |= extra
@@ -301,9 +300,13 @@ def merge_changes(
     missing = lookup_candidates(changes)
     if missing:
         looked_up = len(missing)
-        found = engine.query(read_sql("orders_current_lookup"), {"order_ids": missing})
-        bytes_read += _bytes(found)
-        extra = {r["order_date"] for r in found.dicts()} - scope
+        extra = set()
+        # In turns of at most MAX_PATHS_BYTES of ids, as object URIs (one statement's size).
+        for turn in path_batches([(order_id,) for order_id in missing], MAX_PATHS_BYTES):
+            ids = [order_id for (order_id,) in turn]
+            found = engine.query(read_sql("orders_current_lookup"), {"order_ids": ids})
+            bytes_read += _bytes(found)
+            extra |= {r["order_date"] for r in found.dicts()} - scope
         if extra:
             scope |= extra
             changes = changes_for(scope)
