@@ -322,7 +322,7 @@ def test_resumes_delivery_after_an_emulator_restart_and_reprovisioning(
         wait_for_landing(aws, set(stream_events(aws)))
 
         emulator.send_signal(signal.SIGTERM)  # all emulator state is gone with it
-        emulator.wait(timeout=30)
+        emulator.wait(timeout=120)  # a loaded 2-core machine may take a while to stop it
         time.sleep(3)
         emulator = start_emulator(port, tmp_path / "emulator.log")
         aws = AwsResource.from_settings(load_settings())
@@ -337,7 +337,7 @@ def test_resumes_delivery_after_an_emulator_restart_and_reprovisioning(
         if runtime is not None:
             stop(runtime)
         emulator.send_signal(signal.SIGTERM)
-        emulator.wait(timeout=30)
+        emulator.wait(timeout=120)  # a loaded 2-core machine may take a while to stop it
     logs = b"".join(p.read_bytes() for p in tmp_path.glob("runtime-*.log")).decode()
     assert f"the emulator at http://127.0.0.1:{port} (AWS_ENDPOINT_URL) is not reachable" in logs
     assert "re-created it; restarting the workers" in logs
