@@ -450,22 +450,6 @@ class DuckDBEngine:
                 columns.append(pa.nulls(table.num_rows, fld.type))
         return pa.Table.from_arrays(columns, schema=schema)
 
-    def read_table(
-        self,
-        name: str,
-        partition_filter: Mapping[str, str | Iterable[str]] | None = None,
-        optional_columns: Mapping[str, str] | None = None,
-        stats: ReadStats | None = None,
-        predicates: Sequence[exp.Expression] = (),
-        with_path: bool = False,
-        snapshot_id: int | None = None,
-    ) -> pa.Table:
-        """A cataloged table as one Arrow table (see `read_parts`)."""
-        parts = self.read_parts(
-            name, partition_filter, optional_columns, stats, predicates, with_path, snapshot_id
-        )
-        return pa.concat_tables(list(parts))
-
     def read_parts(
         self,
         name: str,

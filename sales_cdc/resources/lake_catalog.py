@@ -76,7 +76,7 @@ class LakeCatalog:
         for start in range(0, len(wanted), BATCH_GET_PARTITIONS):
             pending = [{"Values": v} for v in wanted[start : start + BATCH_GET_PARTITIONS]]
             for _ in range(UNPROCESSED_ATTEMPTS):
-                # Glue BatchGetPartition: up to 1,000 PartitionsToGet; UnprocessedKeys are to be
+                # AWS Glue API "BatchGetPartition": up to 1,000 PartitionsToGet; UnprocessedKeys are to be
                 # asked for again.
                 response = self.glue.batch_get_partition(
                     DatabaseName=self.database, TableName=name, PartitionsToGet=pending
