@@ -832,20 +832,20 @@ class DuckDBEngine:
         name: str,
         source_sql: str,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None,
         scope: str | None,
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
     ) -> IcebergWrite:
-        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` is
-        true deletes the target row instead. Like Athena's MERGE INTO: only target rows in
+        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` (if
+        any) is true deletes the target row instead. Like Athena's MERGE INTO: only target rows in
         `scope` can match, a target row matched by two source rows is an error; locally the
         scope is read, merged in DuckDB and overwritten in one commit."""
         tables = self._tables()
         source, stats = self.query_arrow(source_sql, optional_columns)
         scope_filter = self._row_filter(name, scope)
         keys = [k.lower() for k in key]
-        flag = delete_column.lower()
-        missing = [c for c in [*keys, flag] if c not in source.column_names]
+        flag = delete_column.lower() if delete_column else None
+        missing = [c for c in [*keys, flag] if c and c not in source.column_names]
         if missing:
             raise EngineError(f"The merge source for {name} lacks column(s) {missing}.")
         try:
@@ -870,11 +870,12 @@ class DuckDBEngine:
                     f"MERGE into {name}: the source has key {list(twice[0][:-1])} "
                     f"{twice[0][-1]} times; one source row per {keys} is allowed."
                 )
+            deleting = f"COALESCE(s.{flag}, FALSE)" if flag else "FALSE"
             counts = connection.sql(
                 f"SELECT "
-                f"COUNT(*) FILTER (WHERE t.matched AND COALESCE(s.{flag}, FALSE)) AS deleted, "
-                f"COUNT(*) FILTER (WHERE t.matched AND NOT COALESCE(s.{flag}, FALSE)) AS updated,"
-                f" COUNT(*) FILTER (WHERE t.matched IS NULL AND NOT COALESCE(s.{flag}, FALSE))"
+                f"COUNT(*) FILTER (WHERE t.matched AND {deleting}) AS deleted, "
+                f"COUNT(*) FILTER (WHERE t.matched AND NOT {deleting}) AS updated,"
+                f" COUNT(*) FILTER (WHERE t.matched IS NULL AND NOT {deleting})"
                 f" AS inserted "
                 f"FROM merge_source AS s LEFT JOIN "
                 f"(SELECT DISTINCT {', '.join(keys)}, TRUE AS matched FROM merge_target) AS t "
@@ -884,7 +885,7 @@ class DuckDBEngine:
                 f"SELECT t.* FROM merge_target AS t WHERE NOT EXISTS "
                 f"(SELECT 1 FROM merge_source AS s WHERE {on}) "
                 f"UNION ALL BY NAME "
-                f"SELECT {listed} FROM merge_source AS s WHERE NOT COALESCE(s.{flag}, FALSE)"
+                f"SELECT {listed} FROM merge_source AS s WHERE NOT {deleting}"
             ).to_arrow_table()
         except duckdb.Error as exc:
             raise EngineError(f"DuckDB could not merge into {name}: {exc}") from exc

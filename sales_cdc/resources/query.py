@@ -145,12 +145,12 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         source_sql: str,
         *,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None = None,
         scope: str | None,
         params: Mapping[str, Any] | None = None,
     ) -> WriteResult:
-        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` is
-        true deletes the target row with that key (and is not inserted). Only target rows in
+        """Upsert the source rows into `name` by `key`; a source row whose `delete_column` (if
+        any) is true deletes the target row with that key (and is not inserted). Only target rows in
         `scope` (a predicate on partition columns covering every stored row of the source's
         keys and every partition the source writes) can match. Athena: one MERGE INTO."""
 
@@ -305,7 +305,7 @@ class DuckDBQueryEngine(QueryEngine):
         source_sql: str,
         *,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None = None,
         scope: str | None,
         params: Mapping[str, Any] | None = None,
     ) -> WriteResult:
@@ -659,7 +659,7 @@ class AthenaQueryEngine(QueryEngine):
         name: str,
         source_sql: str,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None,
         scope: str | None,
     ) -> str:
         """One MERGE INTO: delete / update / insert by key, target rows limited to `scope`."""
@@ -670,15 +670,20 @@ class AthenaQueryEngine(QueryEngine):
         on = " AND ".join(f"t.{k} = s.{k}" for k in key)
         if scope:
             on = f"({qualify(scope, 't')}) AND {on}"
-        flag = f"COALESCE(s.{delete_column}, FALSE)"
         updates = ", ".join(f"{c} = s.{c}" for c in columns if c not in key)
         source = source_sql.strip().rstrip(";")
+        insert = f"INSERT ({', '.join(columns)}) VALUES ({', '.join(f's.{c}' for c in columns)})"
+        if delete_column is None:
+            return (
+                f"MERGE INTO {name} AS t USING ({source}) AS s ON {on} "
+                f"WHEN MATCHED THEN UPDATE SET {updates} WHEN NOT MATCHED THEN {insert}"
+            )
+        flag = f"COALESCE(s.{delete_column}, FALSE)"
         return (
             f"MERGE INTO {name} AS t USING ({source}) AS s ON {on} "
             f"WHEN MATCHED AND {flag} THEN DELETE "
             f"WHEN MATCHED THEN UPDATE SET {updates} "
-            f"WHEN NOT MATCHED AND NOT {flag} THEN INSERT ({', '.join(columns)}) "
-            f"VALUES ({', '.join(f's.{c}' for c in columns)})"
+            f"WHEN NOT MATCHED AND NOT {flag} THEN {insert}"
         )
 
     def replace_rows(
@@ -699,7 +704,7 @@ class AthenaQueryEngine(QueryEngine):
         source_sql: str,
         *,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None = None,
         scope: str | None,
         params: Mapping[str, Any] | None = None,
     ) -> WriteResult:

@@ -1,5 +1,6 @@
--- order_tombstones: one row per deleted order, its last sequence number (Apache Iceberg, one
--- partition per order day): a late or duplicate event can never bring the order back.
+-- order_tombstones: one row per order ever deleted, its greatest REMOVE (sequence number, event,
+-- order day; Apache Iceberg, one partition per order day), kept through a re-insert: a late or
+-- duplicate event of a deleted life of the order can never bring that life back.
 CREATE TABLE IF NOT EXISTS order_tombstones (
     order_id string,
     last_event_id string,

@@ -1,8 +1,9 @@
 -- orders_current: the full rebuild of orders_current and order_tombstones from the raw log
 -- orders_cdc (the readable landing objects in `paths`). For each order_id the event with the
 -- greatest sequence_number (a digits string, compared as a number; ties by event_id) among the
--- de-duplicated events wins: a live order when it is not a REMOVE (is_removed = FALSE, a row of
--- orders_current), a tombstone when it is. Columns are computed exactly as in
+-- de-duplicated events wins (is_winner): a live order when it is not a REMOVE (a row of
+-- orders_current). Every order's greatest REMOVE is its tombstone (is_removed, a row of
+-- order_tombstones), also when a re-insert followed it. Columns are computed exactly as in
 -- orders_current_changes.sql (the incremental merge), so both give identical tables. A value that
 -- does not fit its column becomes NULL (the row stays); a created_at that is not ISO-8601 gives a
 -- NULL order_date (its own partition), named by the order_date_known check.
@@ -22,7 +23,10 @@ ranked AS (
         *,
         ROW_NUMBER() OVER (
             PARTITION BY order_id ORDER BY last_sequence_number DESC, last_event_id
-        ) AS recency
+        ) AS recency,
+        ROW_NUMBER() OVER (
+            PARTITION BY order_id, is_removed ORDER BY last_sequence_number DESC, last_event_id
+        ) AS kind_recency
     FROM events
     WHERE copy_number = 1
 )
@@ -50,6 +54,7 @@ SELECT
     last_sequence_number,
     last_event_time,
     order_date,
-    is_removed
+    is_removed,
+    recency = 1 AS is_winner
 FROM ranked
-WHERE recency = 1
+WHERE recency = 1 OR (is_removed AND kind_recency = 1)

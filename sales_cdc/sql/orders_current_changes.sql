@@ -2,13 +2,16 @@
 -- order_tombstones, computed from their rows (pruned by "$path") and the stored state of the
 -- order days in the lookup scope (`days` plus the NULL day).
 -- Per order, the winner is the greatest sequence_number (a digits string, compared as a number;
--- ties by event_id) among the de-duplicated new events and the stored row or tombstone. Only
--- orders whose winner is a new event give a row: is_removed = FALSE upserts orders_current (and
--- drops its tombstone), TRUE deletes it from orders_current and upserts its tombstone. When the
--- stored state already is that event (is_reapplied: objects applied again after a crash before
--- the ledger write, or the orders_current merge done before the order_tombstones one), the row
--- is the same as stored, so applying it again changes nothing. A value that does not fit its
--- column (a malformed time, an amount beyond DECIMAL(18, 2), a quantity that is not a number)
+-- ties by event_id) among the de-duplicated new events and the stored row and tombstone. Only
+-- orders whose winner is a new event give a winner row (is_winner): is_removed = FALSE upserts
+-- orders_current, TRUE deletes the order from it. order_tombstones keeps each order's greatest
+-- REMOVE, also through a re-insert (so a late event of an earlier life of the order, in whatever
+-- day, always meets a tombstone newer than itself): a new REMOVE greater than the stored
+-- tombstone gives a row with is_removed = TRUE, whether or not it is the order's winner. When
+-- the stored state already is that event (is_reapplied: objects applied again after a crash
+-- before the ledger write, or the orders_current merge done before the order_tombstones one),
+-- the row is the same as stored, so applying it again changes nothing. A value that does not fit
+-- its column (a malformed time, an amount beyond DECIMAL(18, 2), a quantity that is not a number)
 -- becomes NULL; the row stays and the checks of orders_current name the order.
 -- Columns computed exactly as in orders_current.sql (the full rebuild).
 WITH
@@ -76,8 +79,13 @@ ranked AS (
         COUNT_IF(is_stored) OVER (PARTITION BY order_id) > 0 AS was_stored,
         MAX(IF(is_stored AND NOT is_removed, order_date)) OVER (PARTITION BY order_id)
             AS previous_order_date,
+        ROW_NUMBER() OVER (
+            PARTITION BY order_id, is_removed
+            ORDER BY last_sequence_number DESC, last_event_id, is_stored
+        ) AS kind_recency,
         MAX(first_event_name) OVER (PARTITION BY order_id) AS first_new_event,
-        MAX(IF(is_stored, last_event_id)) OVER (PARTITION BY order_id) AS stored_event_id
+        MAX(IF(is_stored, last_event_id)) OVER (PARTITION BY order_id, is_removed)
+            AS stored_event_id
     FROM candidates
 )
 SELECT
@@ -109,6 +117,7 @@ SELECT
     was_stored,
     previous_order_date,
     first_new_event,
+    recency = 1 AS is_winner,
     COALESCE(stored_event_id = last_event_id, FALSE) AS is_reapplied
 FROM ranked
-WHERE recency = 1 AND NOT is_stored
+WHERE NOT is_stored AND (recency = 1 OR (is_removed AND kind_recency = 1))

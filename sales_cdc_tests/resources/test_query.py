@@ -256,6 +256,14 @@ def test_merge_rows_is_one_merge_into_limited_to_the_scope(
     assert result.query_ids == ["q-1"] and result.rows_written == 5
     assert result.rows_inserted is None
 
+    # Without a delete column (order_tombstones' upserts): update or insert, never delete.
+    athena.merge_rows(
+        "order_tombstones", "SELECT * FROM changes", key=["order_id"], scope="order_date IS NULL"
+    )
+    whens = [w.sql(dialect="athena") for w in athena_sql(statements[-1]).args["whens"].expressions]
+    assert [w.split(" THEN ")[0] for w in whens] == ["WHEN MATCHED", "WHEN NOT MATCHED"]
+    assert whens[1].startswith("WHEN NOT MATCHED THEN INSERT (order_id, last_event_id")
+
 
 def test_maintain_sets_retention_then_optimize_then_vacuum(
     athena: AthenaQueryEngine, statements: list[str]

@@ -56,7 +56,7 @@ TOMBSTONE_COLUMNS = (
     "order_date",
 )
 DELETE_COLUMN = "is_removed"
-LIVE_COLUMN = "is_live"  # the tombstone merge's delete column: a live winner drops the tombstone
+WINNER_COLUMN = "is_winner"  # the order's winner (its orders_current row); else a tombstone only
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,11 @@ def lookup_candidates(changes: Sequence[Mapping[str, Any]]) -> list[str]:
     """Orders whose stored state may lie outside the scope: no stored state found there, and
     their first new event is not an INSERT (out-of-order delivery or a changed created_at)."""
     return sorted(
-        str(c["order_id"])
-        for c in changes
-        if not c["was_stored"] and (c.get("first_new_event") or "") != "INSERT"
+        {
+            str(c["order_id"])
+            for c in changes
+            if not c["was_stored"] and (c.get("first_new_event") or "") != "INSERT"
+        }
     )
 
 
@@ -147,7 +149,7 @@ def changed_order_days(
     re-applies objects after a crash before its ledger write reports their days again.
     """
     days: set[str | None] = set()
-    for change in changes:
+    for change in winners(changes):
         if not change[DELETE_COLUMN]:
             days.add(change["order_date"])
         if change["was_live"]:
@@ -168,13 +170,22 @@ class ChangeCounts:
     reapplied: int = 0
 
 
+def winners(changes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The changes rows that change orders_current (the others only write a tombstone)."""
+    return [c for c in changes if c[WINNER_COLUMN]]
+
+
 def count_changes(changes: Sequence[Mapping[str, Any]]) -> ChangeCounts:
     counts = ChangeCounts()
     for change in changes:
         if change["is_reapplied"]:
             counts.reapplied += 1
-        elif change[DELETE_COLUMN]:
+            continue
+        if change[DELETE_COLUMN]:
             counts.tombstones += 1
+        if not change[WINNER_COLUMN]:
+            continue  # a REMOVE older than the order's winner: its tombstone only
+        if change[DELETE_COLUMN]:
             counts.deleted += bool(change["was_live"])
         elif change["was_live"]:
             counts.updated += 1
@@ -319,17 +330,17 @@ def merge_changes(
         predicate = scope_predicate(scope)
         current = engine.merge_rows(
             ORDERS_CURRENT_TABLE,
-            projection(sql, ORDERS_CURRENT_COLUMNS, DELETE_COLUMN),
+            projection(sql, ORDERS_CURRENT_COLUMNS, DELETE_COLUMN) + f"\nWHERE {WINNER_COLUMN}",
             key=KEY,
             delete_column=DELETE_COLUMN,
             scope=predicate,
             params=params,
         )
+        # Tombstones are only ever upserted: an order keeps its greatest REMOVE for good.
         tombstones = engine.merge_rows(
             TOMBSTONES_TABLE,
-            projection(sql, TOMBSTONE_COLUMNS, f"NOT {DELETE_COLUMN} AS {LIVE_COLUMN}"),
+            projection(sql, TOMBSTONE_COLUMNS) + f"\nWHERE {DELETE_COLUMN}",
             key=KEY,
-            delete_column=LIVE_COLUMN,
             scope=predicate,
             params=params,
         )
@@ -373,7 +384,8 @@ def rebuild_tables(engine: Any, paths: Sequence[str], read_sql: Any) -> MergeOut
     params = {"paths": list(paths) or [""]}
     current = engine.replace_rows(
         ORDERS_CURRENT_TABLE,
-        projection(sql, ORDERS_CURRENT_COLUMNS) + f"\nWHERE NOT {DELETE_COLUMN}",
+        projection(sql, ORDERS_CURRENT_COLUMNS)
+        + f"\nWHERE {WINNER_COLUMN} AND NOT {DELETE_COLUMN}",
         where=None,
         params=params,
     )

@@ -94,11 +94,12 @@ class MemoryLake:
         source_sql: str,
         *,
         key: Sequence[str],
-        delete_column: str,
+        delete_column: str | None = None,
         scope: str | None,
         params: Mapping[str, Any] | None = None,
     ) -> Written:
         (k,) = key
+        deleting = delete_column or "FALSE"
         self._run(f"CREATE OR REPLACE TEMP TABLE merge_source AS {self._sql(source_sql, params)}")
         where = self._sql(f"SELECT * FROM t WHERE {scope}", None).split(" WHERE ", 1)[1]
         outside = self.connection.execute(
@@ -106,7 +107,7 @@ class MemoryLake:
             f"AND NOT COALESCE({where}, FALSE)"
         ).fetchone()[0]
         written_outside = self.connection.execute(
-            f"SELECT count(*) FROM merge_source WHERE NOT {delete_column} "
+            f"SELECT count(*) FROM merge_source WHERE NOT {deleting} "
             f"AND NOT COALESCE({where}, FALSE)"
         ).fetchone()[0]
         if outside or written_outside:
@@ -117,8 +118,7 @@ class MemoryLake:
         self.connection.execute(f"DELETE FROM {name} WHERE {k} IN (SELECT {k} FROM merge_source)")
         columns = [c[0] for c in self.connection.sql(f"DESCRIBE {name}").fetchall()]
         inserted = self.connection.execute(
-            f"INSERT INTO {name} SELECT {', '.join(columns)} FROM merge_source "
-            f"WHERE NOT {delete_column}"
+            f"INSERT INTO {name} SELECT {', '.join(columns)} FROM merge_source WHERE NOT {deleting}"
         ).fetchone()[0]
         self.merges.append((name, scope or ""))
         return Written(int(inserted))

@@ -60,29 +60,47 @@ def _rebuild(objects: list[tuple[str, list[dict]]]) -> MemoryLake:
     return lake
 
 
-@st.composite
-def histories(draw: st.DrawFn) -> tuple[list[dict], list[list[tuple[str, list[dict]]]]]:
-    """Order lives (insert, updates, delete, re-insert in another day, late events) delivered
-    as objects with duplicates, out of order, in arbitrary (old) hour partitions, in runs."""
+def _lives(draw: st.DrawFn, days_of_lives: bool) -> list[dict]:
+    """Order lives as DynamoDB streams them: INSERT, MODIFY / REMOVE of a live item, INSERT
+    after a REMOVE (a re-insert: in the order's first day, or in a day of its own when
+    `days_of_lives`). Each event has "life", the number of its order's life."""
     events: list[dict] = []
     seq = 0
     for n in range(draw(st.integers(1, 4))):
         order = f"o{n}"
         created = _created(draw(st.sampled_from(DAYS)))
-        live = True
+        live, life = True, 0
         seq += 1
-        events.append(event(order, seq, "INSERT", created_at=created, version=1))
+        events.append({**event(order, seq, "INSERT", created_at=created, version=1), "life": 0})
         for i in range(draw(st.integers(0, 5))):
-            # as DynamoDB streams them: MODIFY / REMOVE of a live item, INSERT after a REMOVE (a
-            # re-insert; its created_at keeps the order day, see the next test for another day)
             name = draw(st.sampled_from(["MODIFY", "REMOVE"])) if live else "INSERT"
+            if name == "INSERT":
+                life += 1
+                if days_of_lives:
+                    created = _created(draw(st.sampled_from(DAYS)))
             live = name != "REMOVE"
             seq += 1
             status = draw(st.sampled_from(["PAID", "SHIPPED"]))
-            events.append(event(order, seq, name, created_at=created, status=status, version=i + 2))
-    deliveries = list(events) + draw(st.lists(st.sampled_from(events), max_size=4))  # duplicates
-    order = draw(st.permutations(range(len(deliveries))))
-    shuffled = [deliveries[i] for i in order]
+            events.append(
+                {
+                    **event(order, seq, name, created_at=created, status=status, version=i + 2),
+                    "life": life,
+                }
+            )
+    return events
+
+
+def _landing(e: dict) -> dict:
+    """The landing row of an event of _lives (without its life number)."""
+    return {k: v for k, v in e.items() if k != "life"}
+
+
+def _deliveries(draw: st.DrawFn, first: list[dict], again: list[dict]) -> list[list[tuple]]:
+    """`first` then the redeliveries `again` inserted anywhere, cut into objects in arbitrary
+    (old) hour partitions, and the objects into runs."""
+    shuffled = [_landing(e) for e in first]
+    for copy in map(_landing, again):
+        shuffled.insert(draw(st.integers(0, len(shuffled))), copy)
     cuts = sorted(draw(st.sets(st.integers(1, max(1, len(shuffled) - 1)), max_size=6)))
     chunks = [shuffled[a:b] for a, b in zip([0, *cuts], [*cuts, len(shuffled)], strict=True)]
     objects = [
@@ -90,18 +108,65 @@ def histories(draw: st.DrawFn) -> tuple[list[dict], list[list[tuple[str, list[di
     ]
     run_cuts = sorted(draw(st.sets(st.integers(1, max(1, len(objects) - 1)), max_size=4)))
     runs = [objects[a:b] for a, b in zip([0, *run_cuts], [*run_cuts, len(objects)], strict=True)]
-    return events, [r for r in runs if r]
+    return [r for r in runs if r]
 
 
-def _expected(events: list[dict]) -> tuple[set[str], set[str]]:
-    """Live and deleted orders by the CDC rule: the greatest sequence number wins."""
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[list[dict], list[list[tuple[str, list[dict]]]]]:
+    """Order lives (re-inserts in the order's day) delivered in any order, with duplicates."""
+    events = _lives(draw, days_of_lives=False)
+    order = draw(st.permutations(range(len(events))))
+    first = [events[i] for i in order]
+    again = draw(st.lists(st.sampled_from(events), max_size=4))
+    return events, _deliveries(draw, first, again)
+
+
+@st.composite
+def lives_on_other_days(draw: st.DrawFn) -> tuple[list[dict], list[list[tuple]]]:
+    """Order lives whose re-inserts move to another day. Each event is first delivered in any
+    order within its life, the lives of an order in order (DynamoDB streams an item's changes in
+    order, and the pipe keeps an order's records on one shard); redeliveries of any event, of
+    any life, at any time after it."""
+    events = _lives(draw, days_of_lives=True)
+    order = draw(st.permutations(range(len(events))))
+    first = sorted((events[i] for i in order), key=lambda e: e["life"])
+    runs = _deliveries(draw, first, [])
+    # Redeliveries: copies of events of any life, appended as late objects to later runs.
+    late = draw(st.lists(st.sampled_from(events), max_size=5))
+    for n, copy in enumerate(late):
+        runs[draw(st.integers(0, len(runs) - 1))].append((_path(100 + n, 0), [_landing(copy)]))
+    return events, runs
+
+
+def _expected(events: list[dict]) -> tuple[set[str], dict[str, int]]:
+    """Live orders by the CDC rule (the greatest sequence number wins), and every deleted order's
+    tombstone: its greatest REMOVE, kept through a re-insert."""
     winners: dict[str, dict] = {}
+    tombstones: dict[str, int] = {}
     for e in events:
         best = winners.get(e["order_id"])
         if best is None or int(e["sequence_number"]) > int(best["sequence_number"]):
             winners[e["order_id"]] = e
+        if e["event_name"] == "REMOVE":
+            seq = int(e["sequence_number"])
+            tombstones[e["order_id"]] = max(seq, tombstones.get(e["order_id"], seq))
     live = {o for o, e in winners.items() if e["event_name"] != "REMOVE"}
-    return live, set(winners) - live
+    return live, tombstones
+
+
+def _assert_exact(events: list[dict], runs: list[list[tuple]]) -> MemoryLake:
+    """Merging the runs one by one gives the full rebuild's tables, which follow the CDC rule."""
+    incremental = MemoryLake()
+    for run in runs:
+        _merge(incremental, run)
+    rebuilt = _rebuild([obj for run in runs for obj in run])
+
+    for table in ("orders_current", "order_tombstones"):
+        assert incremental.table(table) == rebuilt.table(table), table
+    live, tombstones = _expected(events)
+    assert sorted(r[0] for r in rebuilt.table("orders_current")) == sorted(live)
+    assert {r[0]: int(r[2]) for r in rebuilt.table("order_tombstones")} == tombstones
+    return incremental
 
 
 @settings(
@@ -112,16 +177,7 @@ def _expected(events: list[dict]) -> tuple[set[str], set[str]]:
 @given(histories())
 def test_incremental_merge_equals_the_full_rebuild(history) -> None:
     events, runs = history
-    incremental = MemoryLake()
-    for run in runs:
-        _merge(incremental, run)
-    rebuilt = _rebuild([obj for run in runs for obj in run])
-
-    for table in ("orders_current", "order_tombstones"):
-        assert incremental.table(table) == rebuilt.table(table), table
-    live, deleted = _expected(events)
-    assert {r[0] for r in rebuilt.table("orders_current")} == live
-    assert {r[0] for r in rebuilt.table("order_tombstones")} == deleted
+    incremental = _assert_exact(events, runs)
 
     # Re-applying every object (a crash before the ledger write) changes nothing.
     before = {t: incremental.table(t) for t in ("orders_current", "order_tombstones")}
@@ -135,6 +191,17 @@ def test_incremental_merge_equals_the_full_rebuild(history) -> None:
     assert all(c["is_reapplied"] for c in again.changes)
     assert again.counts.reapplied == len(again.changes) and again.counts.tombstones == 0
     assert {t: incremental.table(t) for t in before} == before
+
+
+@settings(
+    max_examples=int(os.environ.get("MERGE_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(lives_on_other_days())
+def test_late_events_of_an_earlier_life_on_another_day_change_nothing(history) -> None:
+    events, runs = history
+    _assert_exact(events, runs)
 
 
 def test_late_event_after_delete_never_resurrects_and_counts_are_reported() -> None:
@@ -159,17 +226,35 @@ def test_late_event_after_delete_never_resurrects_and_counts_are_reported() -> N
 def test_reinsert_on_another_day_finds_the_tombstone_of_the_first_life() -> None:
     lake = MemoryLake()
     day1, day3 = _created("2026-03-01"), _created("2026-03-03")
-    _merge(lake, [(_path(1, 10), [event("a", 1, "INSERT", created_at=day1)])])
+    first_insert = event("a", 1, "INSERT", created_at=day1)
+    _merge(lake, [(_path(1, 10), [first_insert])])
     _merge(lake, [(_path(2, 11), [event("a", 2, "REMOVE", created_at=day1)])])
     back = _merge(lake, [(_path(3, 12), [event("a", 3, "INSERT", created_at=day3)])])
-    assert back.counts.inserted == 1 and lake.table("order_tombstones") == []
-    gone = _merge(lake, [(_path(4, 13), [event("a", 4, "REMOVE", created_at=day3)])])
-    assert gone.counts.deleted == 1
+    assert back.counts.inserted == 1
+    assert [(r[0], r[-1]) for r in lake.table("orders_current")] == [("a", "2026-03-03")]
+    # The tombstone stays through the re-insert: a redelivered event of the first life, in its
+    # own day, meets it and changes nothing (without it, `a` would have two rows).
+    assert [(r[0], int(r[2])) for r in lake.table("order_tombstones")] == [("a", 2)]
+    late = _merge(lake, [(_path(4, 9), [first_insert])])
+    assert late.counts == ChangeCounts()
+    assert [(r[0], r[-1]) for r in lake.table("orders_current")] == [("a", "2026-03-03")]
+    gone = _merge(lake, [(_path(5, 13), [event("a", 4, "REMOVE", created_at=day3)])])
+    assert (gone.counts.deleted, gone.counts.tombstones) == (1, 1)
+    assert lake.table("orders_current") == []
     assert [(r[0], r[-1]) for r in lake.table("order_tombstones")] == [("a", "2026-03-03")]
-    rebuilt = _rebuild([(_path(i, 10), [e]) for i, e in enumerate(
-        [event("a", 1, "INSERT", created_at=day1), event("a", 2, "REMOVE", created_at=day1)]
-    )])  # fmt: skip
-    assert [r[-1] for r in rebuilt.table("order_tombstones")] == ["2026-03-01"]
+
+
+def test_a_remove_merged_after_the_reinsert_still_writes_its_tombstone() -> None:
+    lake = MemoryLake()
+    day1, day3 = _created("2026-03-01"), _created("2026-03-03")
+    first_insert = event("a", 1, "INSERT", created_at=day1)
+    _merge(lake, [(_path(1, 10), [first_insert, event("a", 3, "INSERT", created_at=day3)])])
+    late = _merge(lake, [(_path(2, 9), [event("a", 2, "REMOVE", created_at=day1)])])
+    assert (late.counts.tombstones, late.counts.deleted, late.counts.updated) == (1, 0, 0)
+    assert late.changed_days == ["2026-03-01"]  # the REMOVE's own day; no order row changed
+    assert [(r[0], int(r[2])) for r in lake.table("order_tombstones")] == [("a", 2)]
+    _merge(lake, [(_path(3, 9), [first_insert])])
+    assert [(r[0], r[-1]) for r in lake.table("orders_current")] == [("a", "2026-03-03")]
 
 
 def test_out_of_order_modify_is_looked_up_across_the_table() -> None:
@@ -240,9 +325,12 @@ def test_scope_predicate_and_changed_days() -> None:
     )
     changes = [
         {"is_removed": False, "order_date": "2026-03-02", "was_live": True,
-         "previous_order_date": "2026-03-01"},
+         "previous_order_date": "2026-03-01", "is_winner": True},
         {"is_removed": True, "order_date": "2026-03-05", "was_live": False,
-         "previous_order_date": None},
+         "previous_order_date": None, "is_winner": True},
+        # a REMOVE older than its order's winner writes a tombstone only: no order row changes
+        {"is_removed": True, "order_date": "2026-03-07", "was_live": True,
+         "previous_order_date": "2026-03-06", "is_winner": False},
     ]  # fmt: skip
     assert changed_order_days(changes, []) == ["2026-03-01", "2026-03-02"]
 
