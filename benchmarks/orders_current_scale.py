@@ -140,9 +140,6 @@ class LocalCatalog:
             for f in folders
         ]
 
-    def publish(self, name: str, **kwargs: Any) -> list[str]:
-        raise NotImplementedError("the benchmark only reads")
-
 
 def run_engine(root: Path) -> dict[str, Any]:
     import pyarrow as pa

@@ -92,9 +92,6 @@ def _engine() -> DuckDBEngine:
         def get_partitions(self, name):
             return []
 
-        def publish(self, name, **kwargs):
-            return []
-
     return DuckDBEngine(NoCatalog(), pa.fs.LocalFileSystem())
 
 

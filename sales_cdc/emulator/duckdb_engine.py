@@ -24,14 +24,12 @@ import functools
 import json
 import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
@@ -81,10 +79,6 @@ class Catalog(Protocol):
     def get_partitions_of(
         self, name: str, values: Iterable[Sequence[str]]
     ) -> list[dict[str, Any]]: ...
-
-    def publish(self, name: str, **kwargs: Any) -> list[str]:
-        """Switch the table to new data, delete what it replaced; return those locations."""
-        ...
 
 
 # -- Hive <-> Arrow types -------------------------------------------------------------------
@@ -236,18 +230,6 @@ class ReadStats:
 
 
 @dataclass
-class WriteOutcome:
-    """What a write produced."""
-
-    rows: int
-    bytes_scanned: int
-    bytes_written: int
-    location: str
-    partitions: list[tuple[str, ...]]
-    stale_locations: list[str]
-
-
-@dataclass
 class IcebergWrite:
     """What one Iceberg write committed and what computing it read."""
 
@@ -355,19 +337,14 @@ class DuckDBEngine:
         self,
         catalog: Catalog,
         filesystem: pafs.FileSystem,
-        curated_location: str | None = None,
         read_threads: int = READ_THREADS,
         memory_limit: str = MEMORY_LIMIT,
-        delete_location: Callable[[str], Any] | None = None,
         iceberg: IcebergTables | None = None,
     ) -> None:
         self.catalog = catalog
         self.filesystem = filesystem
-        self.curated_location = curated_location.rstrip("/") + "/" if curated_location else None
         self.read_threads = read_threads
         self.memory_limit = memory_limit
-        # Object stores: delete by prefix (pyarrow's delete_dir leaves parent "folder" markers).
-        self.delete_location = delete_location
         # Iceberg tables are read (with row filters pushed down) and written through pyiceberg.
         self.iceberg = iceberg
 
@@ -696,86 +673,6 @@ class DuckDBEngine:
         for batch in relation.to_arrow_reader(WRITE_CHUNK_ROWS):
             yield pa.Table.from_batches([batch])
 
-    # -- writing -------------------------------------------------------------------------------
-    def write_table(
-        self,
-        name: str,
-        select_sql: str,
-        partitioned_by: Sequence[str] = (),
-        replace_partitions: Iterable[Sequence[str]] | None = None,
-        optional_columns: Mapping[str, Mapping[str, str]] | None = None,
-        parameters: Mapping[str, str] | None = None,
-    ) -> WriteOutcome:
-        """Materialize `select_sql` as Parquet table `name`: all of it, or only some partitions."""
-        if self.curated_location is None:
-            raise EngineError("This engine has no curated location to write tables to.")
-        data, stats = self.query_arrow(select_sql, optional_columns)
-        keys = [k.lower() for k in partitioned_by]
-        missing = [k for k in keys if k not in data.column_names]
-        if missing:
-            raise EngineError(f"The query for {name!r} has no partition column(s) {missing}.")
-        replace = None if replace_partitions is None else {tuple(v) for v in replace_partitions}
-        for key in keys:
-            # A NULL partition value goes where Hive and Athena put it, and reads back as NULL.
-            values = pc.fill_null(pc.cast(data[key], pa.string()), HIVE_DEFAULT_PARTITION)
-            data = data.set_column(data.column_names.index(key), key, values)
-        if replace is not None and keys:
-            mask = pc.is_in(
-                pc.binary_join_element_wise(*[data[k] for k in keys], "\x1f"),
-                value_set=pa.array(["\x1f".join(v) for v in replace]),
-            )
-            data = data.filter(mask)
-
-        table_location = f"{self.curated_location}{name}/"
-        run = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        run_location = f"{table_location}run={run}/"
-        body = data.drop_columns(keys)
-        columns = [{"Name": f.name, "Type": arrow_to_hive(f.type)} for f in body.schema]
-        written = 0
-        partitions: dict[tuple[str, ...], str] = {}
-        try:
-            if keys:
-                groups = data.group_by(keys, use_threads=False).aggregate([]).to_pylist()
-                for group in sorted(groups, key=lambda g: [g[k] for k in keys]):
-                    values = tuple(group[k] for k in keys)
-                    mask = (
-                        pc.and_kleene(
-                            *[pc.equal(data[k], v) for k, v in zip(keys, values, strict=True)]
-                        )
-                        if len(keys) > 1
-                        else pc.equal(data[keys[0]], values[0])
-                    )
-                    folder = (
-                        run_location
-                        + "/".join(f"{k}={v}" for k, v in zip(keys, values, strict=True))
-                        + "/"
-                    )
-                    written += self._write_file(body.filter(mask), folder)
-                    partitions[values] = folder
-            else:
-                written += self._write_file(body, run_location)
-            stale = self.catalog.publish(
-                name,
-                columns=columns,
-                partition_keys=keys,
-                table_location=table_location,
-                run_location=run_location,
-                partitions=partitions,
-                replace_partitions=replace,
-                parameters=parameters,
-            )
-        except BaseException:
-            self._delete(run_location)
-            raise
-        return WriteOutcome(
-            rows=data.num_rows,
-            bytes_scanned=stats.bytes_scanned,
-            bytes_written=written,
-            location=run_location,
-            partitions=sorted(partitions),
-            stale_locations=stale,
-        )
-
     # -- Iceberg tables ------------------------------------------------------------------------
     def ensure_table(self, ddl: str, location: str) -> bool:
         """Create the Iceberg table an Athena CREATE TABLE declares unless it exists."""
@@ -910,15 +807,3 @@ class DuckDBEngine:
             )
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
-
-    def _write_file(self, data: pa.Table, folder: str) -> int:
-        path = fs_path(folder) + "/part-00000.parquet"
-        pq.write_table(data, path, filesystem=self.filesystem, compression="snappy")
-        return self.filesystem.get_file_info(path).size
-
-    def _delete(self, location: str) -> None:
-        if self.delete_location is not None:
-            self.delete_location(location)
-            return
-        with contextlib.suppress(FileNotFoundError, OSError):
-            self.filesystem.delete_dir(fs_path(location))

@@ -1,4 +1,4 @@
-"""The lake's Glue catalog as both query engines use it: read tables, sync partitions, publish."""
+"""The lake's Glue catalog as both query engines use it: read tables, sync partitions."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from botocore.exceptions import ClientError
 
 from sales_cdc.landing_format import partition_values
 
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-FINGERPRINT_PREFIX = "sales_cdc.fingerprint"
 BATCH_GET_PARTITIONS = 1000  # Glue BatchGetPartition's PartitionsToGet limit
 UNPROCESSED_ATTEMPTS = 5
 
@@ -100,17 +96,6 @@ class LakeCatalog:
             objects.extend(page.get("Contents", []))
         return objects
 
-    def delete_location(self, uri: str) -> int:
-        """Delete every object under an s3:// prefix; the number deleted."""
-        bucket, prefix = split_uri(uri.rstrip("/") + "/")
-        keys = [obj["Key"] for obj in self.list_objects(f"s3://{bucket}/{prefix}")]
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            self.s3.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-            )
-        return len(keys)
-
     # -- raw table partitions --------------------------------------------------------------
     def add_missing_partitions(
         self, name: str, object_keys: Iterable[str] | None = None
@@ -171,145 +156,6 @@ class LakeCatalog:
             ]
             if errors:
                 raise RuntimeError(f"Glue refused partitions of {self.database}.{name}: {errors}")
-
-    # -- publishing curated tables ---------------------------------------------------------
-    def publish(
-        self,
-        name: str,
-        *,
-        columns: Sequence[Mapping[str, str]],
-        partition_keys: Sequence[str],
-        table_location: str,
-        run_location: str,
-        partitions: Mapping[tuple[str, ...], str],
-        replace_partitions: Iterable[tuple[str, ...]] | None,
-        parameters: Mapping[str, str] | None = None,
-    ) -> list[str]:
-        """Point the Glue table (and partitions) at freshly written Parquet, then delete the data
-        it no longer points at; return those stale locations.
-
-        `partitions` maps partition values to the new data's locations. With
-        `replace_partitions=None` the table becomes exactly the new data (partitions not in it
-        are dropped); otherwise only the listed partitions change (a listed partition without
-        new data is dropped) and every other partition keeps its data. Old files are deleted only
-        once the switch is done (until then readers still find them), and only under
-        `table_location`.
-        """
-        stale = self._switch(
-            name,
-            columns=columns,
-            partition_keys=partition_keys,
-            table_location=table_location,
-            run_location=run_location,
-            partitions=partitions,
-            replace_partitions=replace_partitions,
-            parameters=parameters,
-        )
-        for location in stale:
-            if location.startswith(table_location):
-                self.delete_location(location)
-        return stale
-
-    def _switch(
-        self,
-        name: str,
-        *,
-        columns: Sequence[Mapping[str, str]],
-        partition_keys: Sequence[str],
-        table_location: str,
-        run_location: str,
-        partitions: Mapping[tuple[str, ...], str],
-        replace_partitions: Iterable[tuple[str, ...]] | None,
-        parameters: Mapping[str, str] | None,
-    ) -> list[str]:
-        """The catalog side of publish: table and partitions switched, stale locations listed."""
-        current = self.get_table(name)
-        keep = dict(current.get("Parameters") or {}) if current else {}
-        if replace_partitions is None:
-            keep = {k: v for k, v in keep.items() if not k.startswith(FINGERPRINT_PREFIX)}
-        keep.update(parameters or {})
-        keep.update({"classification": "parquet", "EXTERNAL": "TRUE"})
-        descriptor = {
-            "Columns": [dict(c) for c in columns],
-            "Location": table_location if partition_keys else run_location,
-            "InputFormat": PARQUET_INPUT,
-            "OutputFormat": PARQUET_OUTPUT,
-            "Compressed": False,
-            "SerdeInfo": {
-                "SerializationLibrary": PARQUET_SERDE,
-                "Parameters": {"serialization.format": "1"},
-            },
-            "StoredAsSubDirectories": False,
-        }
-        table_input = {
-            "Name": name,
-            "TableType": "EXTERNAL_TABLE",
-            "Parameters": keep,
-            "PartitionKeys": [{"Name": key, "Type": "string"} for key in partition_keys],
-            "StorageDescriptor": descriptor,
-        }
-        stale: list[str] = []
-        if current is None:
-            self.glue.create_table(DatabaseName=self.database, TableInput=table_input)
-        else:
-            self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
-            if not partition_keys:
-                old = current["StorageDescriptor"].get("Location", "")
-                if old and old.rstrip("/") != run_location.rstrip("/"):
-                    stale.append(old)
-        if not partition_keys:
-            return stale
-
-        existing = {tuple(p["Values"]): p for p in self.get_partitions(name)} if current else {}
-        targets = (
-            set(existing) | set(partitions)
-            if replace_partitions is None
-            else {tuple(v) for v in replace_partitions}
-        )
-        create = [(v, loc) for v, loc in sorted(partitions.items()) if v not in existing]
-        update = [(v, loc) for v, loc in sorted(partitions.items()) if v in existing]
-        drop = sorted(v for v in targets if v in existing and v not in partitions)
-        self._create_partitions(name, descriptor, create)
-        for start in range(0, len(update), 100):
-            batch = update[start : start + 100]
-            response = self.glue.batch_update_partition(
-                DatabaseName=self.database,
-                TableName=name,
-                Entries=[
-                    {
-                        "PartitionValueList": list(v),
-                        "PartitionInput": {
-                            "Values": list(v),
-                            "StorageDescriptor": {**descriptor, "Location": loc},
-                        },
-                    }
-                    for v, loc in batch
-                ],
-            )
-            if response.get("Errors"):
-                raise RuntimeError(
-                    f"Glue refused partition updates of {name}: {response['Errors']}"
-                )
-        for start in range(0, len(drop), 25):
-            self.glue.batch_delete_partition(
-                DatabaseName=self.database,
-                TableName=name,
-                PartitionsToDelete=[{"Values": list(v)} for v in drop[start : start + 25]],
-            )
-        for values in [v for v, _ in update] + drop:
-            old = existing[values]["StorageDescriptor"].get("Location", "")
-            if old and old.rstrip("/") != partitions.get(values, "").rstrip("/"):
-                stale.append(old)
-        return stale
-
-    def set_parameters(self, name: str, parameters: Mapping[str, str]) -> None:
-        """Merge `parameters` into a table's Glue parameters."""
-        table = self.get_table(name)
-        if table is None:
-            raise RuntimeError(f"Glue table {self.database}.{name} does not exist.")
-        table_input = as_table_input(table)
-        table_input["Parameters"] = {**(table.get("Parameters") or {}), **parameters}
-        self.glue.update_table(DatabaseName=self.database, TableInput=table_input)
 
 
 def iceberg_catalog(aws: Any) -> Any:

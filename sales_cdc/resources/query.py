@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.lake_catalog import LakeCatalog, S3Objects, iceberg_catalog
-from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql, table_ddl_names
+from sales_cdc.resources.sql import bind, literal, optional_columns, read_sql
 
 __all__ = [
     "AthenaQueryEngine",
@@ -80,9 +80,6 @@ class WriteResult:
     rows_inserted: int | None = None
     rows_updated: int | None = None
     rows_deleted: int | None = None
-    # The hand-made Parquet format of write_table only (goes with it).
-    location: str = ""
-    partitions: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
@@ -173,25 +170,6 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         partition columns prune what is read on both engines."""
 
     @abstractmethod
-    def write_table(
-        self,
-        name: str,
-        select_sql: str,
-        partitioned_by: Sequence[str] = (),
-        replace_partitions: Iterable[Sequence[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        parameters: Mapping[str, str] | None = None,
-    ) -> WriteResult:
-        """Write `select_sql` as Parquet table `name` under curated/<name>/ and catalog it.
-
-        Partition columns come last in the SELECT, in `partitioned_by` order.
-        `replace_partitions=None` replaces the whole table; a list of partition values
-        replaces exactly those partitions (one with no rows left is dropped) and leaves the
-        others untouched. New files go to a fresh run folder; the catalog switches to them only
-        when all are written, then the previous files are deleted.
-        """
-
-    @abstractmethod
     def snapshot_id(self, name: str) -> int | None:
         """The current snapshot of Iceberg table `name` (None before its first commit): pinned in
         a query with `FOR VERSION AS OF` (resources.sql.as_of), both engines read that state."""
@@ -217,9 +195,6 @@ class QueryEngine(dg.ConfigurableResource, ABC):
         found = self.catalog().get_table(table)
         return dict((found or {}).get("Parameters") or {})
 
-    def set_table_parameters(self, table: str, parameters: Mapping[str, str]) -> None:
-        self.catalog().set_parameters(table, parameters)
-
 
 class DuckDBQueryEngine(QueryEngine):
     """The embedded engine: DuckDB over the emulator's Glue catalog and S3 (Athena's stand-in)."""
@@ -243,8 +218,6 @@ class DuckDBQueryEngine(QueryEngine):
         return DuckDBEngine(
             catalog,
             filesystem,
-            self.curated_location(),
-            delete_location=catalog.delete_location,
             iceberg=IcebergTables(iceberg_catalog(self.aws), catalog.database),
         )
 
@@ -352,35 +325,6 @@ class DuckDBQueryEngine(QueryEngine):
         columns = table.column_names
         rows = [tuple(row[c] for c in columns) for row in table.to_pylist()]
         return QueryResult(columns=columns, rows=rows, bytes_scanned=stats.bytes_scanned)
-
-    def write_table(
-        self,
-        name: str,
-        select_sql: str,
-        partitioned_by: Sequence[str] = (),
-        replace_partitions: Iterable[Sequence[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        parameters: Mapping[str, str] | None = None,
-    ) -> WriteResult:
-        from sales_cdc.emulator.duckdb_engine import EngineError
-
-        try:
-            outcome = self._engine().write_table(
-                name,
-                bind(select_sql, params),
-                partitioned_by,
-                replace_partitions,
-                optional_columns(select_sql),
-                parameters,
-            )
-        except EngineError as exc:
-            raise QueryFailedError(str(exc), reason=str(exc)) from exc
-        return WriteResult(
-            table=name,
-            location=outcome.location,
-            partitions=outcome.partitions,
-            bytes_scanned=outcome.bytes_scanned,
-        )
 
 
 _ATHENA_TYPES = {"string": "VARCHAR", "int": "INTEGER", "float": "REAL"}
@@ -781,40 +725,3 @@ class AthenaQueryEngine(QueryEngine):
             snapshots_after=snapshots_after,
             query_ids=done.query_ids,
         )
-
-    def write_table(
-        self,
-        name: str,
-        select_sql: str,
-        partitioned_by: Sequence[str] = (),
-        replace_partitions: Iterable[Sequence[str]] | None = None,
-        params: Mapping[str, Any] | None = None,
-        parameters: Mapping[str, str] | None = None,
-    ) -> WriteResult:
-        """The Iceberg table of sql/<name>.ddl.sql, replaced whole or in `replace_partitions`.
-
-        A CTAS with external_location fails in an enforced workgroup (Athena "Troubleshoot
-        workgroup errors"), so Athena writes the curated tables only as Iceberg tables.
-        """
-        if name not in table_ddl_names():
-            raise QueryFailedError(
-                f"Athena writes curated tables as Iceberg tables: add sql/{name}.ddl.sql "
-                "(CREATE TABLE ... TBLPROPERTIES ('table_type' = 'ICEBERG'))."
-            )
-        where = None
-        if replace_partitions is not None:
-            keys = [k.lower() for k in partitioned_by]
-            where = (
-                " OR ".join(
-                    "("
-                    + " AND ".join(f"{k} = {literal(v)}" for k, v in zip(keys, vs, strict=True))
-                    + ")"
-                    for vs in replace_partitions
-                )
-                or "FALSE"
-            )
-        written = self.replace_rows(name, select_sql, where=where, params=params)
-        if parameters:
-            self.set_table_parameters(name, parameters)
-        written.location = self.table_location(name)
-        return written

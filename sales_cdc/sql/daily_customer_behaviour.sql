@@ -12,7 +12,6 @@
 -- order_date (the UTC day of created_at) is the partition column and comes last; the IN filter
 -- on it makes both engines read only those days' partitions of orders_current (a run refreshes
 -- its days in one write).
--- partitioned_by: order_date
 WITH day_orders AS (
     SELECT
         order_date,

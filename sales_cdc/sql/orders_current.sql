@@ -7,7 +7,6 @@
 -- orders_current_changes.sql (the incremental merge), so both give identical tables. A value that
 -- does not fit its column becomes NULL (the row stays); a created_at that is not ISO-8601 gives a
 -- NULL order_date (its own partition), named by the order_date_known check.
--- partitioned_by: order_date
 WITH
 -- include: landing_rows
 events AS (

@@ -8,9 +8,8 @@ import pyarrow as pa
 import pytest
 
 from sales_cdc.emulator import duckdb_engine
-from sales_cdc.emulator.duckdb_engine import DuckDBEngine, EngineError, arrow_to_hive, hive_to_arrow
+from sales_cdc.emulator.duckdb_engine import EngineError, arrow_to_hive, hive_to_arrow
 from sales_cdc.resources.aws import AwsResource
-from sales_cdc.resources.lake_catalog import PARQUET_SERDE
 from sales_cdc.resources.query import DuckDBQueryEngine
 from sales_cdc_tests.lake_data import (
     RAW_COLUMNS,
@@ -20,11 +19,6 @@ from sales_cdc_tests.lake_data import (
     land_lines,
     setup_lake,
 )
-
-SALES = """
-SELECT order_id, CAST(total_amount AS DECIMAL(18, 2)) AS total_amount, day
-FROM orders_cdc
-"""
 
 
 @pytest.fixture
@@ -81,122 +75,6 @@ def test_partition_filters_prune_what_is_read(engine: DuckDBQueryEngine) -> None
 def test_unknown_table_is_explained(engine: DuckDBQueryEngine) -> None:
     with pytest.raises(Exception, match="not in the Glue catalog"):
         engine.query("SELECT * FROM no_such_table")
-
-
-def test_write_registers_parquet_in_glue_and_replaces_partitions(engine: DuckDBQueryEngine) -> None:
-    engine.write_table("sales", SALES, partitioned_by=["day"])
-    catalog = engine.catalog()
-    table = catalog.get_table("sales")
-    assert table["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == PARQUET_SERDE
-    assert {c["Name"]: c["Type"] for c in table["StorageDescriptor"]["Columns"]} == {
-        "order_id": "string",
-        "total_amount": "decimal(18,2)",
-    }
-    assert sorted(tuple(p["Values"]) for p in catalog.get_partitions("sales")) == [
-        ("01",),
-        ("02",),
-        ("03",),
-    ]
-    first = {
-        tuple(p["Values"]): p["StorageDescriptor"]["Location"]
-        for p in catalog.get_partitions("sales")
-    }
-
-    # day 02 changes, day 03 is replaced by nothing: only those two partitions are touched
-    land(engine.aws, [event("c2", 5, "INSERT", total=1.0)], hour="2026/03/02/11")
-    catalog_raw_table(engine.aws)
-    land(engine.aws, [event("x", 6, "INSERT", total=99.0)], hour="2026/03/01/12")
-    catalog_raw_table(engine.aws)
-    result = engine.write_table(
-        "sales",
-        SALES + " WHERE day <> '03'",
-        partitioned_by=["day"],
-        replace_partitions=[("02",), ("03",)],
-    )
-    assert result.partitions == [("02",)]
-    after = {
-        tuple(p["Values"]): p["StorageDescriptor"]["Location"]
-        for p in catalog.get_partitions("sales")
-    }
-    assert set(after) == {("01",), ("02",)}
-    assert after[("01",)] == first[("01",)]  # untouched: x of day 01 is not in it
-    assert after[("02",)] != first[("02",)]
-    assert _rows(engine, "SELECT order_id, day FROM sales") == [
-        ("a", "01"),
-        ("b", "01"),
-        ("c", "02"),
-        ("c2", "02"),
-    ]
-    bucket = engine.aws.stack().bucket
-    # the replaced partitions' old files are gone, the kept partition's are still there
-    left = [o["Key"] for o in catalog.list_objects(f"s3://{bucket}/curated/sales/")]
-    assert not any(first[("02",)].split(bucket + "/")[1] in k for k in left)
-    assert not any(first[("03",)].split(bucket + "/")[1] in k for k in left)
-    assert any(first[("01",)].split(bucket + "/")[1] in k for k in left)
-
-    # a full replace makes the table exactly the new result and deletes everything older
-    engine.write_table("sales", SALES, partitioned_by=["day"])
-    assert [r[0] for r in _rows(engine, "SELECT order_id FROM sales")] == [
-        "a",
-        "b",
-        "c",
-        "c2",
-        "d",
-        "x",
-    ]
-    runs = {
-        k.split("/")[2]
-        for k in (o["Key"] for o in catalog.list_objects(f"s3://{bucket}/curated/sales/"))
-    }
-    assert len(runs) == 1, [o["Key"] for o in catalog.list_objects(f"s3://{bucket}/curated/sales/")]
-
-
-def test_unpartitioned_write_switches_location(engine: DuckDBQueryEngine) -> None:
-    engine.write_table("totals", "SELECT count(*) AS orders FROM orders_cdc")
-    first = engine.catalog().get_table("totals")["StorageDescriptor"]["Location"]
-    engine.write_table("totals", "SELECT count(*) + 1 AS orders FROM orders_cdc")
-    second = engine.catalog().get_table("totals")["StorageDescriptor"]["Location"]
-    assert first != second and _rows(engine, "SELECT orders FROM totals") == [(5,)]
-    assert engine.catalog().list_objects(first) == []
-
-
-def test_a_write_failing_midway_leaves_the_old_table(
-    engine: DuckDBQueryEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine.write_table("sales", SALES, partitioned_by=["day"])
-    before = _rows(engine, "SELECT order_id, day FROM sales")
-    locations = sorted(
-        p["StorageDescriptor"]["Location"] for p in engine.catalog().get_partitions("sales")
-    )
-    original = DuckDBEngine._write_file
-    calls = []
-
-    def crash_on_second_file(self, data, folder):
-        calls.append(folder)
-        if len(calls) == 2:
-            raise RuntimeError("disk full")
-        return original(self, data, folder)
-
-    monkeypatch.setattr(duckdb_engine.DuckDBEngine, "_write_file", crash_on_second_file)
-    land(engine.aws, [event("z", 9, "INSERT")], hour="2026/03/01/13")
-    catalog_raw_table(engine.aws)
-    with pytest.raises(RuntimeError, match="disk full"):
-        engine.write_table("sales", SALES, partitioned_by=["day"])
-    monkeypatch.undo()
-
-    assert _rows(engine, "SELECT order_id, day FROM sales") == before
-    assert (
-        sorted(p["StorageDescriptor"]["Location"] for p in engine.catalog().get_partitions("sales"))
-        == locations
-    )
-    # the half-written run folder was cleaned up
-    bucket = engine.aws.stack().bucket
-    new_run = calls[0].split("/")[5]
-    assert not [
-        o
-        for o in engine.catalog().list_objects(f"s3://{bucket}/curated/sales/")
-        if new_run in o["Key"]
-    ]
 
 
 def test_schema_of_raw_table_drives_missing_columns(aws: AwsResource) -> None:

@@ -294,25 +294,24 @@ def test_maintain_sets_retention_then_optimize_then_vacuum(
     assert result.query_ids == ["q-3", "q-4", "q-5"]
 
 
-def test_write_table_never_uses_ctas_external_location(
+def test_curated_writes_never_use_ctas_external_location(
     athena: AthenaQueryEngine, statements: list[str]
 ) -> None:
     # Athena "Troubleshoot workgroup errors": a CTAS with external_location fails in a
-    # workgroup that enforces its configuration.
-    athena.write_table(
+    # workgroup that enforces its configuration; the curated tables are Iceberg tables written
+    # by DELETE / INSERT INTO / MERGE INTO.
+    athena.replace_rows(
         "daily_order_status",
         read_sql("daily_order_status"),
-        partitioned_by=["order_date"],
-        replace_partitions=[["2026-03-01"], ["2026-03-02"]],
+        where="order_date IN ('2026-03-01', '2026-03-02')",
         params={"order_dates": ["2026-03-01"]},
     )
-    assert not any("external_location" in s for s in statements)
-    assert statements[2] == (
-        "DELETE FROM daily_order_status WHERE (order_date = '2026-03-01') OR "
-        "(order_date = '2026-03-02')"
+    athena.append_rows("daily_order_status", "SELECT * FROM staged")
+    assert statements and not any("external_location" in s for s in statements)
+    assert not any(s.upper().startswith("CREATE TABLE") and " AS " in s for s in statements)
+    assert "DELETE FROM daily_order_status WHERE order_date IN ('2026-03-01', '2026-03-02')" in (
+        statements
     )
-    with pytest.raises(QueryFailedError, match=r"add sql/no_such\.ddl\.sql"):
-        athena.write_table("no_such", "SELECT 1 AS n")
 
 
 def _running(athena: AthenaQueryEngine, query_id: str) -> dict:
