@@ -128,16 +128,29 @@ def days_parameter(days: Iterable[str | None]) -> list[str]:
     return sorted(d for d in set(days) if d is not None) or [""]
 
 
+def change_groups(changes_sql: str) -> str:
+    """The changes of orders_current_changes counted by what planning needs (order days, kind of
+    change, and the order ids to look up), so a merge never holds a row per changed order: a
+    turn of a rebuild changes hundreds of thousands of orders."""
+    return f"""SELECT
+    order_date,
+    previous_order_date,
+    is_winner,
+    is_removed,
+    was_live,
+    is_reapplied,
+    IF(NOT was_stored AND COALESCE(first_new_event, '') <> 'INSERT', order_id) AS lookup_order_id,
+    COUNT(*) AS orders
+FROM (
+{changes_sql.strip().rstrip(";")}
+) AS changes
+GROUP BY 1, 2, 3, 4, 5, 6, 7"""
+
+
 def lookup_candidates(changes: Sequence[Mapping[str, Any]]) -> list[str]:
     """Orders whose stored state may lie outside the scope: no stored state found there, and
     their first new event is not an INSERT (out-of-order delivery or a changed created_at)."""
-    return sorted(
-        {
-            str(c["order_id"])
-            for c in changes
-            if not c["was_stored"] and (c.get("first_new_event") or "") != "INSERT"
-        }
-    )
+    return sorted({str(c["lookup_order_id"]) for c in changes if c["lookup_order_id"]})
 
 
 def changed_order_days(
@@ -176,21 +189,23 @@ def winners(changes: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def count_changes(changes: Sequence[Mapping[str, Any]]) -> ChangeCounts:
+    """Counts of change_groups rows (each counts `orders` orders)."""
     counts = ChangeCounts()
     for change in changes:
+        orders = int(change["orders"])
         if change["is_reapplied"]:
-            counts.reapplied += 1
+            counts.reapplied += orders
             continue
         if change[DELETE_COLUMN]:
-            counts.tombstones += 1
+            counts.tombstones += orders
         if not change[WINNER_COLUMN]:
             continue  # a REMOVE older than the order's winner: its tombstone only
         if change[DELETE_COLUMN]:
-            counts.deleted += bool(change["was_live"])
+            counts.deleted += orders if change["was_live"] else 0
         elif change["was_live"]:
-            counts.updated += 1
+            counts.updated += orders
         else:
-            counts.inserted += 1
+            counts.inserted += orders
     return counts
 
 
@@ -256,7 +271,7 @@ KEY = ("order_id",)
 class MergeOutcome:
     """What one merge (or rebuild) did."""
 
-    changes: list[dict[str, Any]]
+    changes: list[dict[str, Any]]  # change_groups rows
     counts: ChangeCounts
     changed_days: list[str]
     scope: list[str | None]
@@ -282,7 +297,8 @@ def merge_changes(
 ) -> MergeOutcome:
     """Merge the readable new objects `paths` into orders_current and order_tombstones.
 
-    1. orders_current_changes over the new objects and the stored state of the lookup scope;
+    1. orders_current_changes over the new objects and the stored state of the lookup scope,
+       counted by change_groups;
     2. orders whose stored state was not found there and whose first new event is not an INSERT
        (and re-inserts whose tombstone may lie elsewhere) are looked up across the whole table,
        their days added to the scope, and the changes computed again;
@@ -297,7 +313,8 @@ def merge_changes(
 
     def changes_for(days: set[str | None]) -> list[dict[str, Any]]:
         nonlocal bytes_read
-        result = engine.query(sql, {"paths": list(paths), "days": days_parameter(days)})
+        params = {"paths": list(paths), "days": days_parameter(days)}
+        result = engine.query(change_groups(sql), params)
         bytes_read += _bytes(result)
         return result.dicts()
 

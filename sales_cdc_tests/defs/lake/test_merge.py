@@ -189,7 +189,8 @@ def test_incremental_merge_equals_the_full_rebuild(history) -> None:
         read_sql,
     )
     assert all(c["is_reapplied"] for c in again.changes)
-    assert again.counts.reapplied == len(again.changes) and again.counts.tombstones == 0
+    assert again.counts.reapplied == sum(c["orders"] for c in again.changes)
+    assert again.counts.tombstones == 0
     assert {t: incremental.table(t) for t in before} == before
 
 
@@ -317,6 +318,19 @@ def test_reading_objects_sets_aside_random_bytes_and_truncated_gzip() -> None:
     assert mixed.readable and mixed.rows == 1 and mixed.unreadable_lines == 1
     assert mixed.order_days == {None}
     assert read_landing_object(b"").readable
+
+
+def test_a_merge_holds_counts_of_its_changes_not_a_row_per_order() -> None:
+    lake = MemoryLake()
+    orders = [event(f"n{i}", i + 1, "INSERT") for i in range(60)]
+    outcome = _merge(lake, [(_path(1, 10), orders)])
+    assert outcome.counts.inserted == 60 and len(lake.table("orders_current")) == 60
+    (group,) = outcome.changes
+    assert (group["orders"], group["order_date"], group["lookup_order_id"]) == (
+        60,
+        "2026-03-01",
+        None,
+    )
 
 
 def test_scope_predicate_and_changed_days() -> None:
