@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
@@ -110,12 +111,28 @@ def build_landing_objects_sensor(landing: dict[str, Any]) -> dg.SensorDefinition
     return landing_objects_sensor
 
 
+def bucket_exists(client: Any, bucket: str) -> bool:
+    """Whether the lake bucket exists (HeadBucket: 404 when it does not)."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return False
+        raise
+    return True
+
+
 def evaluate_landing_objects(
     context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource, limit: int
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of landing_objects_sensor: at most `limit` new objects of each prefix."""
     stack = aws.stack()
     client = s3.get_client()
+    if not bucket_exists(client, stack.bucket):
+        # `sales-cdc demo` starts Dagster beside provisioning: nothing can have landed yet.
+        return dg.SkipReason(
+            f"Bucket {stack.bucket} does not exist yet: run provision_infrastructure first."
+        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     now = datetime.now(UTC)
     events: list[Any] = []
