@@ -1,4 +1,4 @@
-"""`sales-cdc demo`: emulator, provisioning, local runtime and the Dagster UI.
+"""`sales-cdc demo`: emulator, provisioning, local runtime and the Dagster UI, started in order.
 
 Every process is started the way a user would start it (the same commands as in the README);
 Ctrl-C or SIGTERM stops all of them, newest first.
@@ -131,14 +131,6 @@ def _tail(child: Child, lines: int = 30) -> str:
     return "\n".join(f"  {line}" for line in text[-lines:])
 
 
-def init_instance_storage(home: Path) -> None:
-    """Create the storage of the Dagster instance in `home` (runs, event log, schedules)."""
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        instance.get_run_records(limit=1)
-
-
 class Demo:
     """The processes of the local demo, started in order and stopped in reverse."""
 
@@ -227,13 +219,8 @@ class Demo:
             "emulator",
             [python, "-m", "sales_cdc.cli", "emulator", "--port", str(self.emulator_port)],
         )
-        # While the emulator starts: Dagster's storage, created once here, before provisioning and
-        # `dagster dev` open it side by side.
-        init_instance_storage(self.home)
         _wait_http(f"{self.endpoint}/moto-api/data.json", 60, emulator)
 
-        # What does not need the stack starts beside provisioning (Dagster and the dashboard take
-        # the longest to load); the landing sensor skips until the bucket exists.
         print("  provisioning the stack (provision_infrastructure)...", flush=True)
         provision = self.start(
             "provision",
@@ -247,6 +234,20 @@ class Demo:
                 "provision_infrastructure",
             ],
         )
+        if provision.process.wait() != 0:
+            raise DemoError(f"provision_infrastructure failed:\n{_tail(provision)}")
+        self.children.remove(provision)
+
+        self.start("runtime", [python, "-m", "sales_cdc.cli", "runtime"])
+        # Data in the first minute: the generator's first run (with its history on an empty
+        # table) starts now, as a user would start it, instead of at the schedule's first tick.
+        first = self.start(
+            "first-orders",
+            [dagster, "asset", "materialize", "-m", "sales_cdc.definitions",
+             "--select", "dynamodb/orders"],
+        )  # fmt: skip
+        self.children.remove(first)
+        self.one_shots.append(first)
         ui = self.start(
             "dagster",
             [
@@ -260,29 +261,11 @@ class Demo:
                 str(self.ui_port),
             ],
         )
+        _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
         if not _port_free(self.dashboard_port):  # the dashboard is optional: take a free port
             self.dashboard_port = free_port()
-        dashboard = self.start(
-            "dashboard",
-            [python, "-m", "sales_cdc.cli", "dashboard", "--port", str(self.dashboard_port)],
-        )
-        if provision.process.wait() != 0:
-            raise DemoError(f"provision_infrastructure failed:\n{_tail(provision)}")
-        self.children.remove(provision)
-
-        self.start("runtime", [python, "-m", "sales_cdc.cli", "runtime"])
-        # Data in the first minute: the generator's first run (with its history on an empty
-        # table) starts as soon as the stack exists, as a user would start it, instead of at the
-        # schedule's first tick.
-        first = self.start(
-            "first-orders",
-            [dagster, "asset", "materialize", "-m", "sales_cdc.definitions",
-             "--select", "dynamodb/orders"],
-        )  # fmt: skip
-        self.children.remove(first)
-        self.one_shots.append(first)
-        _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
-        _wait_http(f"{self.dashboard_url}/_stcore/health", 120, dashboard)
+        dashboard = [python, "-m", "sales_cdc.cli", "dashboard", "--port", str(self.dashboard_port)]
+        _wait_http(f"{self.dashboard_url}/_stcore/health", 120, self.start("dashboard", dashboard))
         print(
             f"\nDagster UI: http://127.0.0.1:{self.ui_port}  (asset graph: "
             f"http://127.0.0.1:{self.ui_port}/asset-groups)\n"

@@ -58,18 +58,3 @@ def test_the_instance_runs_one_lake_write_of_each_kind_at_a_time(tmp_path: Path)
         assert config.pool_config.default_pool_limit == 1
         assert config.pool_config.pool_granularity.value == "op"
         assert config.run_queue_config.op_concurrency_slot_buffer == 1
-
-
-def test_the_instance_storage_exists_before_the_processes_that_share_it_start(
-    tmp_path: Path,
-) -> None:
-    """Provisioning and `dagster dev` start side by side on one DAGSTER_HOME: the demo creates
-    its storage first, so neither creates it beside the other."""
-    import shutil
-
-    from sales_cdc.demo import DAGSTER_YAML, init_instance_storage
-
-    shutil.copyfile(DAGSTER_YAML, tmp_path / "dagster.yaml")
-    init_instance_storage(tmp_path)
-    for database in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
-        assert (tmp_path / database).is_file(), database

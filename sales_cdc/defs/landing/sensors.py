@@ -129,7 +129,7 @@ def evaluate_landing_objects(
     stack = aws.stack()
     client = s3.get_client()
     if not bucket_exists(client, stack.bucket):
-        # `sales-cdc demo` starts Dagster beside provisioning: nothing can have landed yet.
+        # Dagster runs before the stack is provisioned: nothing can have landed yet.
         return dg.SkipReason(
             f"Bucket {stack.bucket} does not exist yet: run provision_infrastructure first."
         )

@@ -322,8 +322,8 @@ def test_no_second_orders_current_run_while_one_has_not_begun_its_merge(
 
 
 def test_sensor_skips_until_the_stack_is_provisioned(aws: AwsResource):
-    """The demo starts Dagster beside provisioning: a tick before the bucket exists is a skip
-    that says so, not an error."""
+    """Dagster started before provisioning: a tick before the bucket exists is a skip that says
+    so, not an error."""
     with dg.instance_for_test() as instance:
         result = _tick(aws, instance, None)
         assert isinstance(result, dg.SkipReason)
