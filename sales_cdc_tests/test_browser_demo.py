@@ -408,6 +408,8 @@ query AssetState($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) {
     ... on AssetNode {
       assetMaterializations(limit: 1) { timestamp }
+      partitionKeys
+      partitionMaterializations: assetMaterializations(limit: 1000) { partition }
       partitionStats { numMaterialized numMaterializing numFailed numPartitions }
     }
   }
@@ -424,16 +426,20 @@ def _asset_state(url: str, key: str) -> dict:
         return json.load(response)["data"]["assetNodeOrError"]
 
 
-def _missing_partitions(states: dict[str, dict]) -> dict[str, dict]:
-    """Aggregates whose order-day partitions are not all materialized, or fewer than the days of
-    the generator's history (every one of those days has orders)."""
-    return {
-        key: stats
-        for key in AGGREGATES
-        if (stats := states[key]["partitionStats"]) is None
-        or stats["numPartitions"] < HISTORY_DAYS
-        or stats["numMaterialized"] < stats["numPartitions"]
-    }
+def _missing_partitions(states: dict[str, dict]) -> dict[str, list[str]]:
+    """Aggregate -> its order-day partitions without a materialization (a partition refreshed
+    again right now still has its earlier one), or a note when it has fewer partitions than the
+    days of the generator's history (every one of those days has orders)."""
+    missing: dict[str, list[str]] = {}
+    for key in AGGREGATES:
+        state = states[key]
+        done = {m["partition"] for m in state["partitionMaterializations"]}
+        without = sorted(set(state["partitionKeys"]) - done)
+        if len(state["partitionKeys"]) < HISTORY_DAYS:
+            without.append(f"only {len(state['partitionKeys'])} partitions, {HISTORY_DAYS} days")
+        if without:
+            missing[key] = without
+    return missing
 
 
 def _check_first_minute(ui: Ui, demo: DemoProcess) -> None:
