@@ -6,8 +6,11 @@ running. Each probe has a category of its own, so the moment it becomes visible 
 in athena/orders_current (its order_id) and in athena/daily_sales_by_category (its category).
 Prints p50 / p95 / max of both latencies, and where the seconds go (medians over the probes):
 Firehose buffer (write -> object in S3), landing sensor (-> run requested), queue (-> run
-dequeued), process + code-location load (-> run started), the orders_current run (-> its
+dequeued), process + code-location load (-> run started), the wait for the orders_current pool
+inside the run (-> merge step started: the previous merge, or the crawl), the merge (-> its
 materialization), then the same for the aggregates (aggregates_sensor, queue, load, run).
+Before the probes it prints the first minute: seconds from `sales-cdc demo` to the UI answering
+and to each asset's first materialization.
 
     .venv/bin/python benchmarks/demo_freshness.py --probes 12 --every 20
 """
@@ -104,6 +107,29 @@ def _landed_at(aws, order_ids: set[str]) -> dict[str, float]:
     return found
 
 
+def _step_started(instance, run_id: str, step_key: str) -> float | None:
+    stats = instance.get_run_step_stats(run_id, step_keys=[step_key])
+    return stats[0].start_time if stats and stats[0].start_time else None
+
+
+# Materialized only when something fails (error records, dead-lettered batches).
+ONLY_ON_ERRORS = {"s3/errors/orders_cdc", "sqs/orders_cdc_dead_letters"}
+
+
+def first_materializations(instance, started: float) -> dict[str, float | None]:
+    """Seconds from the demo's start to each asset's first materialization (None: none yet)."""
+    import dagster as dg
+
+    firsts: dict[str, float | None] = {}
+    for key in instance.get_asset_keys():
+        name = key.to_user_string()
+        if name in ONLY_ON_ERRORS:
+            continue
+        records = instance.fetch_materializations(dg.AssetKey(key.path), limit=1, ascending=True)
+        firsts[name] = records.records[0].timestamp - started if records.records else None
+    return firsts
+
+
 def _first_materialization_after(instance, key: list[str], after: float):
     import dagster as dg
 
@@ -139,20 +165,26 @@ def breakdown(instance, aws, written: dict[str, float]) -> None:
             "4 process + code-location load",
             run.get("RUN_START", run["created"]) - run.get("RUN_STARTING", run["created"]),
         )
-        add("5 orders_current run", current.timestamp - run.get("RUN_START", run["created"]))
+        merge_started = _step_started(instance, current.run_id, "athena__orders_current")
+        merge_started = merge_started or run.get("RUN_START", run["created"])
+        add(
+            "5 wait for the pool / crawl in the run",
+            merge_started - run.get("RUN_START", run["created"]),
+        )
+        add("6 orders_current merge", current.timestamp - merge_started)
         aggregate = _first_materialization_after(
             instance, ["athena", "daily_sales_by_category"], current.timestamp
         )
         if aggregate is None:
             continue
         run = _run_times(instance, aggregate.run_id)
-        add("6 aggregates_sensor (-> run requested)", run["created"] - current.timestamp)
-        add("7 queue (-> run dequeued)", run.get("RUN_STARTING", run["created"]) - run["created"])
+        add("7 aggregates_sensor (-> run requested)", run["created"] - current.timestamp)
+        add("8 queue (-> run dequeued)", run.get("RUN_STARTING", run["created"]) - run["created"])
         add(
-            "8 process + code-location load",
+            "9 process + code-location load",
             run.get("RUN_START", run["created"]) - run.get("RUN_STARTING", run["created"]),
         )
-        add("9 aggregate run", aggregate.timestamp - run.get("RUN_START", run["created"]))
+        add("a aggregate run", aggregate.timestamp - run.get("RUN_START", run["created"]))
     print("where the seconds go (median over probes, seconds):")
     for name in sorted(stages):
         values = stages[name]
@@ -174,6 +206,7 @@ def main() -> None:
     env = {**os.environ, "SALES_CDC_ENV": "local", "AWS_ENDPOINT_URL": endpoint}
     env.pop("SALES_CDC_PREFIX", None)
     log = (state / "demo.out").open("wb")
+    started = time.time()
     demo = subprocess.Popen(
         [sys.executable, "-m", "sales_cdc.cli", "demo", "--emulator-port", str(emulator_port),
          "--ui-port", str(ui_port), "--state-dir", str(state)],
@@ -181,6 +214,7 @@ def main() -> None:
     )  # fmt: skip
     try:
         _wait(f"http://127.0.0.1:{ui_port}/server_info", 300)
+        ui_up = time.time()
         os.environ.update({"SALES_CDC_ENV": "local", "AWS_ENDPOINT_URL": endpoint})
         os.environ.pop("SALES_CDC_PREFIX", None)
         settings = load_settings()
@@ -195,6 +229,17 @@ def main() -> None:
             if time.monotonic() > deadline:
                 raise SystemExit("the demo produced no aggregate within 10 minutes")
             time.sleep(3)
+        import dagster as dg
+
+        deadline = time.monotonic() + 300
+        with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
+            firsts = first_materializations(instance, started)
+            while None in firsts.values() and time.monotonic() < deadline:
+                time.sleep(2)
+                firsts = first_materializations(instance, started)
+        print(f"first minute (seconds after `sales-cdc demo` started): UI {ui_up - started:.1f}")
+        for name, seconds in sorted(firsts.items(), key=lambda item: item[1] or 1e9):
+            print(f"  {name:<36} {'-' if seconds is None else f'{seconds:6.1f}'}")
 
         rng, fake = random.Random(7), Faker()
         fake.seed_instance(7)
@@ -249,8 +294,6 @@ def main() -> None:
                 f"p50 {statistics.median(latencies):.1f} s, p95 {_percentile(latencies, 0.95):.1f} s, "
                 f"max {max(latencies):.1f} s"
             )
-        import dagster as dg
-
         with dg.DagsterInstance.from_config(str(state / "dagster_home")) as instance:
             breakdown(instance, aws, wall)
     finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sales_cdc.emulator.server import free_port
-from sales_cdc.stack import REPO_ROOT
+from sales_cdc.stack import REPO_ROOT, load_declaration
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -38,9 +38,13 @@ VIEWPORT = {"width": 1600, "height": 1000}
 SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
 DEADLINE_S = 900  # the whole test, demo start included
 UI_START_TIMEOUT_S = 240
-# Every asset has data this long after `sales-cdc demo` starts. Issue 11 asks for 60 s; that is not
-# reached on a 2-core machine yet (the test prints the time it took), so this bounds a regression.
-FIRST_DATA_S = 540
+# Every asset has data, and every order day of the generator's history its aggregate
+# partitions, this long after `sales-cdc demo` starts. Issue 11 asks for one minute: on the 2-core
+# machine that takes 73 s quiet, 117-202 s with other work beside it (load average 6-16; the test
+# prints the time it took), so this bounds a regression at four minutes.
+FIRST_DATA_S = 240
+# The days of history the generator's first run writes locally (infra/stack.yaml), each with orders.
+HISTORY_DAYS = int(load_declaration("local")["generator"]["history_days"])
 
 # asset key -> group, as the code location declares them
 ASSETS = {
@@ -404,6 +408,8 @@ query AssetState($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) {
     ... on AssetNode {
       assetMaterializations(limit: 1) { timestamp }
+      partitionKeys
+      partitionMaterializations: assetMaterializations(limit: 1000) { partition }
       partitionStats { numMaterialized numMaterializing numFailed numPartitions }
     }
   }
@@ -420,16 +426,33 @@ def _asset_state(url: str, key: str) -> dict:
         return json.load(response)["data"]["assetNodeOrError"]
 
 
+def _missing_partitions(states: dict[str, dict]) -> dict[str, list[str]]:
+    """Aggregate -> its order-day partitions without a materialization (a partition refreshed
+    again right now still has its earlier one), or a note when it has fewer partitions than the
+    days of the generator's history (every one of those days has orders)."""
+    missing: dict[str, list[str]] = {}
+    for key in AGGREGATES:
+        state = states[key]
+        done = {m["partition"] for m in state["partitionMaterializations"]}
+        without = sorted(set(state["partitionKeys"]) - done)
+        if len(state["partitionKeys"]) < HISTORY_DAYS:
+            without.append(f"only {len(state['partitionKeys'])} partitions, {HISTORY_DAYS} days")
+        if without:
+            missing[key] = without
+    return missing
+
+
 def _check_first_minute(ui: Ui, demo: DemoProcess) -> None:
-    """Within FIRST_DATA_S of the demo's start every asset has data; the aggregates' partitions
-    are the days with data (printed with how many are materialized so far)."""
+    """Within FIRST_DATA_S of the demo's start every asset has data and no aggregate partition
+    of the demo's order days is missing (printed with the time it took)."""
     deadline = demo.started + FIRST_DATA_S
     waiting = [key for key in ASSETS if key not in ONLY_ON_ERRORS]
     states: dict[str, dict] = {}
     while True:
         states = {key: _asset_state(demo.url, key) for key in waiting}
         empty = [key for key, state in states.items() if not state["assetMaterializations"]]
-        if not empty:
+        missing = _missing_partitions(states) if not empty else {}
+        if not empty and not missing:
             break
         demo.track()
         if time.monotonic() > deadline:
@@ -437,15 +460,13 @@ def _check_first_minute(ui: Ui, demo: DemoProcess) -> None:
             ui.screenshot("first-minute-timeout")
             pytest.fail(
                 f"{time.monotonic() - demo.started:.0f}s after the demo started: no data yet in "
-                f"{empty}\n{demo.log_tail()}"
+                f"{empty}, partitions missing in {missing}\n{demo.log_tail()}"
             )
         time.sleep(2)
     elapsed = time.monotonic() - demo.started
-    print(f"every asset has data {elapsed:.0f}s after the demo started")
+    print(f"every asset has data, no aggregate partition missing, {elapsed:.0f}s after the start")
     for key in AGGREGATES:
-        stats = states[key]["partitionStats"]
-        assert stats["numPartitions"] >= 1, (key, stats)
-        print(f"{key}: {stats}")
+        print(f"{key}: {states[key]['partitionStats']}")
     ui.goto("/assets/athena/daily_sales_by_product?view=partitions")
     ui.page.get_by_text("daily_sales_by_product").first.wait_for()
     ui.screenshot("aggregate-partitions")

@@ -118,3 +118,25 @@ def test_definitions_build_for_each_environment_as_stack_yaml_declares():
     assert local.get_schedule_def("order_generator_schedule").default_status == running
     assert aws.get_schedule_def("order_generator_schedule").default_status != running
     assert type((aws_defs.resources or {})["query_engine"]).__name__ == "AthenaQueryEngine"
+
+
+def test_local_sensors_run_at_the_sensor_daemons_pace():
+    """Locally both sensors are evaluated on every pass of Dagster's sensor daemon (every 5 s):
+    a landed object waits for the next pass only."""
+    repository = build_definitions(load_settings({"SALES_CDC_ENV": "local"})).get_repository_def()
+    intervals = {s.name: s.minimum_interval_seconds for s in repository.sensor_defs}
+    assert intervals == {"landing_objects_sensor": 5, "aggregates_sensor": 5}
+
+
+def test_loading_the_code_location_leaves_faker_to_the_generators_runs():
+    """Every run's process loads the code location: Faker is imported by the generator's run
+    only, not by the lake's runs."""
+    code = "import sys, sales_cdc.definitions; print('faker' in sys.modules)"
+    found = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"SALES_CDC_ENV": "local", "PATH": ""},
+    )
+    assert found.stdout.strip() == "False"

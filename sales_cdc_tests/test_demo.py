@@ -37,18 +37,24 @@ def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -
     assert time.monotonic() - started < 60
 
 
-def test_the_instance_runs_one_lake_writing_run_of_each_kind_at_a_time(tmp_path: Path) -> None:
+def test_the_instance_runs_one_lake_write_of_each_kind_at_a_time(tmp_path: Path) -> None:
     import shutil
 
     import dagster as dg
 
+    from sales_cdc.defs.lake.projection import orders_current
     from sales_cdc.defs.landing.sensors import LAKE_TAG
     from sales_cdc.demo import DAGSTER_YAML
 
     shutil.copyfile(DAGSTER_YAML, tmp_path / "dagster.yaml")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # validates the file
-        coordinator = instance.run_coordinator
-        assert type(coordinator).__name__ == "QueuedRunCoordinator"
-        limits = coordinator.get_run_queue_config().tag_concurrency_limits
-        per_kind = {"key": LAKE_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
-        assert per_kind in limits
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        config = instance.get_concurrency_config()
+        # one aggregates run at a time
+        limits = config.run_queue_config.tag_concurrency_limits
+        assert {"key": LAKE_TAG, "value": "aggregates", "limit": 1} in limits
+        # one orders_current merge at a time (its pool), one more run loading meanwhile
+        assert orders_current.op.pool == "orders_current"
+        assert config.pool_config.default_pool_limit == 1
+        assert config.pool_config.pool_granularity.value == "op"
+        assert config.run_queue_config.op_concurrency_slot_buffer == 1

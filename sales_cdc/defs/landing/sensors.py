@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
@@ -110,12 +111,28 @@ def build_landing_objects_sensor(landing: dict[str, Any]) -> dg.SensorDefinition
     return landing_objects_sensor
 
 
+def bucket_exists(client: Any, bucket: str) -> bool:
+    """Whether the lake bucket exists (HeadBucket: 404 when it does not)."""
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return False
+        raise
+    return True
+
+
 def evaluate_landing_objects(
     context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource, limit: int
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of landing_objects_sensor: at most `limit` new objects of each prefix."""
     stack = aws.stack()
     client = s3.get_client()
+    if not bucket_exists(client, stack.bucket):
+        # Dagster runs before the stack is provisioned: nothing can have landed yet.
+        return dg.SkipReason(
+            f"Bucket {stack.bucket} does not exist yet: run provision_infrastructure first."
+        )
     cursor = json.loads(context.cursor) if context.cursor else {}
     now = datetime.now(UTC)
     events: list[Any] = []
@@ -157,9 +174,12 @@ def evaluate_landing_objects(
 
 
 # Every run the sensors request to write the lake carries this tag, valued by its kind
-# (orders_current, aggregates): the Dagster instance runs one run of each kind at a time
-# (tag_concurrency_limits in infra/dagster.yaml), so no two runs merge into the same tables.
+# (orders_current, aggregates): the Dagster instance runs one aggregates run at a time
+# (tag_concurrency_limits in infra/dagster.yaml) and one orders_current merge at a time (the
+# asset's pool), so no two runs merge into the same tables at once.
 LAKE_TAG = "sales_cdc/lake"
+# The step that merges into orders_current (Dagster names an asset's step after its key).
+ORDERS_CURRENT_STEP = "__".join(ORDERS_CURRENT.path)
 PARTITIONS_PER_LOOKUP = 1000  # Glue BatchGetPartition's limit
 
 
@@ -185,24 +205,42 @@ def needs_crawl(aws: AwsResource, partitions: set[str]) -> bool:
     return False
 
 
+def merge_pending(instance: dg.DagsterInstance) -> bool:
+    """Whether an orders_current run has not begun its merge yet: queued, starting, or started and
+    loading the code location, crawling or waiting for the orders_current pool. Its merge lists
+    the landing objects when it begins, so it reads every object landed before then."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+            tags={LAKE_TAG: "orders_current"},
+        )
+    )
+    for record in records:
+        run = record.dagster_run
+        if run.status != dg.DagsterRunStatus.STARTED:
+            return True
+        stats = instance.get_run_step_stats(run.run_id, step_keys=[ORDERS_CURRENT_STEP])
+        if not any(stat.start_time for stat in stats):
+            return True
+    return False
+
+
 def landing_run_requests(
     instance: dg.DagsterInstance, aws: AwsResource, folders: set[str], raw_state: dict[str, Any]
 ) -> list[dg.RunRequest]:
-    """A run of orders_current for new landing objects, unless one is already waiting to start.
+    """A run of orders_current for new landing objects, unless one has not begun its merge yet.
 
-    orders_current merges every landing object not merged yet, so a run that has not started
-    yet will read this batch too: piling up more runs behind it would only repeat the same work.
-    When the new objects landed in an hour folder the raw table does not list yet, the run
+    orders_current merges every landing object not merged yet, so a run whose merge has not
+    begun will read this batch too: piling up more runs behind it would only repeat the same
+    work. When the new objects landed in an hour folder the raw table does not list yet, the run
     crawls first.
     """
-    waiting = instance.get_run_records(
-        filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED],
-            tags={LAKE_TAG: "orders_current"},
-        ),
-        limit=1,
-    )
-    if waiting:
+    if merge_pending(instance):
         return []
     crawl_first = needs_crawl(aws, folders)
     selection = [GLUE_ORDERS_CDC, ORDERS_CURRENT] if crawl_first else [ORDERS_CURRENT]

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import dagster as dg
-from faker import Faker
 from pydantic import Field
 
 from sales_cdc.defs.orders.generator import Mix, plan_changes, plan_history
@@ -47,6 +46,9 @@ def orders(
     ddb = aws.client("dynamodb")
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
+    # Imported here: only the generator's runs need Faker, not every run of the code location.
+    from faker import Faker
+
     fake = Faker(["en_US", "en_GB", "de_DE", "fr_FR"])
     fake.seed_instance(seed)
     started = time.monotonic()

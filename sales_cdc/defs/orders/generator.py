@@ -7,9 +7,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from faker import Faker
+if TYPE_CHECKING:  # Faker is imported by the generator's run only (see assets.py)
+    from faker import Faker
 
 CENT = Decimal("0.01")
 

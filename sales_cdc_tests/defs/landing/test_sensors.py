@@ -276,3 +276,55 @@ def test_a_new_hour_crawls_first_a_cataloged_hour_does_not(provisioned: AwsResou
             dg.AssetKey(["glue", "orders_cdc"]),
             dg.AssetKey(["athena", "orders_current"]),
         ]
+
+
+def test_no_second_orders_current_run_while_one_has_not_begun_its_merge(
+    provisioned: AwsResource,
+):
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.test_utils import create_run_for_test
+
+    from sales_cdc.defs.landing.sensors import LAKE_TAG, ORDERS_CURRENT_STEP
+
+    def land(hour: str) -> None:
+        _put_landing(
+            provisioned, f"year=2026/month=11/day=21/hour={hour}", [_row(f"2026-11-21 {hour}:00")]
+        )
+
+    with dg.instance_for_test() as instance:
+        land("05")
+        result = _tick(provisioned, instance, None)
+        [request] = result.run_requests
+        # The run has started (its process loads the code location, or its merge step waits for
+        # the orders_current pool): its merge will list this object too, no second run.
+        run = create_run_for_test(
+            instance,
+            job_name="lake_refresh",
+            status=dg.DagsterRunStatus.STARTED,
+            tags=request.tags,
+        )
+        land("06")
+        result = _tick(provisioned, instance, result.cursor)
+        assert result.run_requests == []
+        assert any(isinstance(e, dg.AssetMaterialization) for e in result.asset_events)
+        # Once its merge has begun, an object landing now needs a run of its own.
+        instance.report_dagster_event(
+            DagsterEvent(
+                DagsterEventType.STEP_START.value,
+                job_name="lake_refresh",
+                step_key=ORDERS_CURRENT_STEP,
+            ),
+            run_id=run.run_id,
+        )
+        land("07")
+        [request] = _tick(provisioned, instance, result.cursor).run_requests
+        assert request.tags[LAKE_TAG] == "orders_current"
+
+
+def test_sensor_skips_until_the_stack_is_provisioned(aws: AwsResource):
+    """Dagster started before provisioning: a tick before the bucket exists is a skip that says
+    so, not an error."""
+    with dg.instance_for_test() as instance:
+        result = _tick(aws, instance, None)
+        assert isinstance(result, dg.SkipReason)
+        assert "provision_infrastructure" in (result.skip_message or "")
