@@ -546,6 +546,13 @@ class DuckDBEngine:
             raise EngineError("This engine has no Iceberg catalog to read or write Iceberg tables.")
         return self.iceberg
 
+    def _load(self, name: str) -> Any:
+        """Iceberg table `name` as the catalog holds it now."""
+        try:
+            return self._tables().load(name)
+        except IcebergError as exc:
+            raise EngineError(str(exc)) from exc
+
     def _read_iceberg(
         self,
         name: str,
@@ -557,11 +564,12 @@ class DuckDBEngine:
         """An Iceberg table's rows (its current snapshot, or `snapshot_id`), scanning only what
         the AND-ed `predicates` can match."""
         tables = self._tables()
-        columns = tables.arrow_schema(name).names
-        filters = [f for f in (to_row_filter(p, columns) for p in predicates) if f is not None]
-        row_filter = functools.reduce(ice.And, filters) if filters else ice.AlwaysTrue()
         try:
-            data, files, size = tables.scan(name, row_filter, snapshot_id)
+            table = tables.load(name)
+            columns = tables.arrow_schema(table).names
+            filters = [f for f in (to_row_filter(p, columns) for p in predicates) if f is not None]
+            row_filter = functools.reduce(ice.And, filters) if filters else ice.AlwaysTrue()
+            data, files, size = tables.scan(table, row_filter, snapshot_id)
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
         for column, hive_type in (optional_columns or {}).items():
@@ -664,9 +672,9 @@ class DuckDBEngine:
         with self._relation(sql, optional_columns, partition_filters) as (relation, stats):
             return relation.to_arrow_table(), stats
 
-    def _chunks(self, relation: duckdb.DuckDBPyRelation, table: str) -> Iterator[pa.Table]:
-        """The relation's rows for Iceberg table `table`, in chunks, ordered by its partition
-        columns (so each chunk writes few partitions and a partition few files)."""
+    def _chunks(self, relation: duckdb.DuckDBPyRelation, table: Any) -> Iterator[pa.Table]:
+        """The relation's rows for the loaded Iceberg table `table`, in chunks, ordered by its
+        partition columns (so each chunk writes few partitions and a partition few files)."""
         columns = self._tables().partition_columns(table)
         if columns:
             relation = relation.order(", ".join(f'"{c}"' for c in columns))
@@ -681,11 +689,12 @@ class DuckDBEngine:
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
 
-    def _row_filter(self, name: str, predicate: str | None) -> ice.BooleanExpression:
-        """The exact pyiceberg filter of an Athena predicate on `name`'s columns."""
+    def _row_filter(self, table: Any, predicate: str | None) -> ice.BooleanExpression:
+        """The exact pyiceberg filter of an Athena predicate on the loaded table's columns."""
         if predicate is None:
             return ice.AlwaysTrue()
-        columns = self._tables().arrow_schema(name).names
+        name = table.name()[-1]
+        columns = self._tables().arrow_schema(table).names
         found = to_row_filter(parse_predicate(predicate), columns)
         if found is None:
             raise EngineError(
@@ -702,10 +711,12 @@ class DuckDBEngine:
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
     ) -> IcebergWrite:
         """Replace the rows of `name` matching `where` (None: all) by the SELECT's, one commit."""
-        row_filter = self._row_filter(name, where)
+        tables = self._tables()
+        table = self._load(name)
+        row_filter = self._row_filter(table, where)
         with self._relation(select_sql, optional_columns) as (relation, stats):
             try:
-                committed = self._tables().overwrite(name, self._chunks(relation, name), row_filter)
+                committed = tables.overwrite(table, self._chunks(relation, table), row_filter)
             except IcebergError as exc:
                 raise EngineError(str(exc)) from exc
         return IcebergWrite(committed, stats.bytes_scanned)
@@ -717,9 +728,11 @@ class DuckDBEngine:
         optional_columns: Mapping[str, Mapping[str, str]] | None = None,
     ) -> IcebergWrite:
         """Add the SELECT's rows to `name` in one commit."""
+        tables = self._tables()
+        table = self._load(name)
         with self._relation(select_sql, optional_columns) as (relation, stats):
             try:
-                committed = self._tables().append(name, self._chunks(relation, name))
+                committed = tables.append(table, self._chunks(relation, table))
             except IcebergError as exc:
                 raise EngineError(str(exc)) from exc
         return IcebergWrite(committed, stats.bytes_scanned)
@@ -739,15 +752,16 @@ class DuckDBEngine:
         scope is read, merged in DuckDB and overwritten in one commit."""
         tables = self._tables()
         source, stats = self.query_arrow(source_sql, optional_columns)
-        scope_filter = self._row_filter(name, scope)
+        table = self._load(name)
+        scope_filter = self._row_filter(table, scope)
         keys = [k.lower() for k in key]
         flag = delete_column.lower() if delete_column else None
         missing = [c for c in [*keys, flag] if c and c not in source.column_names]
         if missing:
             raise EngineError(f"The merge source for {name} lacks column(s) {missing}.")
         try:
-            target, _, size = tables.scan(name, scope_filter)
-            columns = tables.arrow_schema(name).names
+            target, _, size = tables.scan(table, scope_filter)
+            columns = tables.arrow_schema(table).names
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
         stats.bytes_scanned += size
@@ -789,8 +803,13 @@ class DuckDBEngine:
         finally:
             connection.close()
         deleted, updated, inserted = (int(v or 0) for v in counts or (0, 0, 0))
+        if not (deleted or updated or inserted):
+            # No source row matches a stored one or adds one: the table stays as it is.
+            return IcebergWrite(
+                Committed(rows=0, files_written=0, bytes_written=0), stats.bytes_scanned
+            )
         try:
-            committed = tables.overwrite(name, merged, scope_filter)
+            committed = tables.overwrite(table, merged, scope_filter)
         except IcebergError as exc:
             raise EngineError(str(exc)) from exc
         return IcebergWrite(

@@ -13,6 +13,7 @@ import datetime as dt
 import decimal
 import itertools
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from pyiceberg import expressions as ice
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
+from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import (
     BinaryType,
@@ -265,26 +267,63 @@ def parse_predicate(sql: str) -> exp.Expression:
 
 
 class IcebergTables:
-    """The Iceberg tables of one Glue database, through a pyiceberg catalog."""
+    """The Iceberg tables of one Glue database, through a pyiceberg GlueCatalog.
+
+    A table's metadata file is read once and kept: loading a table again asks Glue for its
+    metadata location only (one GetTable) and reads the file again only when another writer
+    committed since; a commit made here keeps the table it produced. So a run that reads and
+    writes a table several times reads its metadata once, and every read still sees the table's
+    current state.
+    """
 
     def __init__(self, catalog: Any, database: str) -> None:
         self.catalog = catalog
         self.database = database
+        self._known: dict[str, Any] = {}  # name -> the table as last loaded or committed here
+        self._lock = threading.Lock()
 
     def _identifier(self, name: str) -> str:
         return f"{self.database}.{name}"
 
+    def _missing(self, name: str) -> IcebergError:
+        return IcebergError(
+            f"Iceberg table {self.database}.{name} does not exist: materialize the asset "
+            "that writes it (its DDL is sql/<table>.ddl.sql)."
+        )
+
     def load(self, name: str) -> Any:
+        """`name` as the catalog holds it now (one Glue GetTable; its metadata file is read only
+        when it changed since this object last loaded or committed the table)."""
+        glue = self.catalog.glue
         try:
-            return self.catalog.load_table(self._identifier(name))
+            found = glue.get_table(DatabaseName=self.database, Name=name)["Table"]
+        except glue.exceptions.EntityNotFoundException:
+            raise self._missing(name) from None
+        location = (found.get("Parameters") or {}).get("metadata_location")
+        with self._lock:
+            known = self._known.get(name)
+        if known is not None and location is not None and known.metadata_location == location:
+            return known
+        try:
+            table = self.catalog.load_table(self._identifier(name))
         except NoSuchTableError as exc:
-            raise IcebergError(
-                f"Iceberg table {self.database}.{name} does not exist: materialize the asset "
-                "that writes it (its DDL is sql/<table>.ddl.sql)."
-            ) from exc
+            raise self._missing(name) from exc
+        self._remember(name, table)
+        return table
+
+    def _remember(self, name: str, table: Any) -> None:
+        with self._lock:
+            self._known[name] = table
 
     def exists(self, name: str) -> bool:
-        return self.catalog.table_exists(self._identifier(name))
+        with self._lock:
+            if name in self._known:  # loaded or created here: dropping it is teardown's business
+                return True
+        try:
+            self.load(name)
+        except IcebergError:
+            return False
+        return True
 
     def create(self, definition: TableDefinition, location: str) -> bool:
         """Create the table unless it exists; True when created."""
@@ -298,7 +337,7 @@ class IcebergTables:
         # overwrite would then miss files a concurrent writer added. Retries here start over.
         properties["commit.retry.num-retries"] = "0"
         try:
-            self.catalog.create_table(
+            table = self.catalog.create_table(
                 self._identifier(definition.name),
                 schema=definition.schema,
                 location=location.rstrip("/"),
@@ -309,23 +348,29 @@ class IcebergTables:
             if self.exists(definition.name):
                 return False
             raise IcebergError(f"Cannot create Iceberg table {definition.name}: {exc}") from exc
+        self._remember(definition.name, table)
         return True
 
     # -- reading ---------------------------------------------------------------------------------
+    def _table(self, table: str | Any) -> Any:
+        """A table named, loaded now; or the loaded table given (what a caller already holds)."""
+        return self.load(table) if isinstance(table, str) else table
+
     def scan(
         self,
-        name: str,
+        table: str | Any,
         row_filter: ice.BooleanExpression | None = None,
         snapshot_id: int | None = None,
     ) -> tuple[pa.Table, int, int]:
-        """Rows of `name` (its current snapshot, or `snapshot_id`) matching `row_filter`; also
+        """Rows of a table (its current snapshot, or `snapshot_id`) matching `row_filter`; also
         the data files and bytes the scan planned."""
         from pyiceberg.io.pyarrow import ArrowScan
 
-        table = self.load(name)
+        table = self._table(table)
         if snapshot_id is not None and table.snapshot_by_id(snapshot_id) is None:
             raise IcebergError(
-                f"Iceberg table {name} has no snapshot {snapshot_id} (expired by maintenance?)"
+                f"Iceberg table {table.name()[-1]} has no snapshot {snapshot_id} "
+                "(expired by maintenance?)"
             )
         row_filter = row_filter if row_filter is not None else ice.AlwaysTrue()
         scan = table.scan(row_filter=row_filter, snapshot_id=snapshot_id)
@@ -351,21 +396,23 @@ class IcebergTables:
         """The ids of every snapshot `name` still keeps."""
         return {snapshot.snapshot_id for snapshot in self.load(name).snapshots()}
 
-    def partition_columns(self, name: str) -> list[str]:
-        """The columns `name` is partitioned by (identity partitions), in spec order."""
-        table = self.load(name)
+    def partition_columns(self, table: str | Any) -> list[str]:
+        """The columns a table is partitioned by (identity partitions), in spec order."""
+        table = self._table(table)
         schema = table.schema()
         return [schema.find_column_name(f.source_id) for f in table.spec().fields]
 
-    def arrow_schema(self, name: str) -> pa.Schema:
+    def arrow_schema(self, table: str | Any) -> pa.Schema:
         from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-        return schema_to_pyarrow(self.load(name).schema(), include_field_ids=False)
+        return schema_to_pyarrow(self._table(table).schema(), include_field_ids=False)
 
     # -- writing ---------------------------------------------------------------------------------
-    def conform(self, name: str, data: pa.Table) -> pa.Table:
+    def conform(self, table: str | Any, data: pa.Table) -> pa.Table:
         """`data` with exactly the table's columns (by name, in order, of its types)."""
-        schema = self.arrow_schema(name)
+        table = self._table(table)
+        name = table.name()[-1]
+        schema = self.arrow_schema(table)
         present = {c.lower(): c for c in data.column_names}
         missing = [f.name for f in schema if f.name not in present]
         if missing:
@@ -387,7 +434,7 @@ class IcebergTables:
 
     def overwrite(
         self,
-        name: str,
+        table: str | Any,
         data: Rows,
         where: ice.BooleanExpression,
         properties: dict[str, str] | None = None,
@@ -399,32 +446,48 @@ class IcebergTables:
         may be a stream of Arrow tables: each is written as it comes, so a write of any size
         holds one chunk in memory.
         """
-        return self._commit(name, data, where, properties)
+        return self._commit(table, data, where, properties)
 
-    def append(self, name: str, data: Rows, properties: dict[str, str] | None = None) -> Committed:
+    def append(
+        self, table: str | Any, data: Rows, properties: dict[str, str] | None = None
+    ) -> Committed:
         """Add `data` in one commit (one APPEND snapshot)."""
-        return self._commit(name, data, None, properties)
+        return self._commit(table, data, None, properties)
 
     def _commit(
         self,
-        name: str,
+        table: str | Any,
         data: Rows,
         where: ice.BooleanExpression | None,
         properties: dict[str, str] | None,
     ) -> Committed:
         """Write the new data files once, then commit them; a commit that loses the race with a
-        concurrent writer is planned again on the newer table state (the files it wrote stay)."""
+        concurrent writer is planned again on the newer table state (the files it wrote stay).
+
+        The first attempt commits on the table as given or loaded; the commit itself checks that
+        no other writer came in between (Glue's VersionId), and a retry loads the table again.
+        """
         commit_uuid = uuid.uuid4()
         counter = itertools.count(0)
-        new = self._write_files(self.load(name), data, commit_uuid, counter)
+        table = self._table(table)
+        name = table.name()[-1]
+        new = self._write_files(table, data, commit_uuid, counter)
         last: Exception | None = None
         for attempt in range(COMMIT_ATTEMPTS):
-            table = self.load(name)
+            if attempt:
+                table = self.load(name)
+            # A table of its own: a commit updates the table object it runs on.
+            mine = Table(
+                table.name(), table.metadata, table.metadata_location, table.io, table.catalog
+            )
             try:
-                return self._commit_once(table, new, where, properties, commit_uuid, counter)
+                committed = self._commit_once(mine, new, where, properties, commit_uuid, counter)
             except CommitFailedException as exc:  # a concurrent writer committed first
                 last = exc
                 time.sleep(random.uniform(0.05, 0.2) * (2**attempt))
+                continue
+            self._remember(name, mine)
+            return committed
         raise IcebergError(
             f"Could not commit to {name} after {COMMIT_ATTEMPTS} attempts (concurrent writers): "
             f"{last}"
@@ -439,7 +502,7 @@ class IcebergTables:
         chunks = [data] if isinstance(data, pa.Table) else data
         written = Written()
         for chunk in chunks:
-            chunk = self.conform(table.name()[-1], chunk)
+            chunk = self.conform(table, chunk)
             if not chunk.num_rows:
                 continue
             written.rows += chunk.num_rows

@@ -100,11 +100,15 @@ class QueryEngine(dg.ConfigurableResource, ABC):
     """Athena-dialect SQL over the Glue-cataloged lake; curated tables written as Parquet."""
 
     aws: AwsResource = Field(description="AWS clients and the stack (database, bucket, workgroup).")
+    _catalog: LakeCatalog | None = PrivateAttr(default=None)
 
     def catalog(self) -> LakeCatalog:
-        return LakeCatalog(
-            self.aws.client("glue"), self.aws.client("s3"), self.aws.stack().database
-        )
+        """The deployment's Glue catalog (its clients made once per engine)."""
+        if self._catalog is None:
+            self._catalog = LakeCatalog(
+                self.aws.client("glue"), self.aws.client("s3"), self.aws.stack().database
+            )
+        return self._catalog
 
     def curated_location(self) -> str:
         stack = self.aws.stack()
@@ -199,7 +203,17 @@ class QueryEngine(dg.ConfigurableResource, ABC):
 class DuckDBQueryEngine(QueryEngine):
     """The embedded engine: DuckDB over the emulator's Glue catalog and S3 (Athena's stand-in)."""
 
+    _embedded: Any = PrivateAttr(default=None)
+
     def _engine(self) -> Any:
+        """The DuckDB engine, made once per resource: its clients, S3 filesystem and the Iceberg
+        table metadata it has read serve every statement (each statement still reads the tables'
+        current state, see IcebergTables)."""
+        if self._embedded is None:
+            self._embedded = self._new_engine()
+        return self._embedded
+
+    def _new_engine(self) -> Any:
         from pyarrow import fs as pafs
 
         from sales_cdc.emulator.duckdb_engine import DuckDBEngine

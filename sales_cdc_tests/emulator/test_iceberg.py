@@ -125,6 +125,30 @@ def test_a_stale_commit_is_refused_then_retried(tables: IcebergTables, aws: AwsR
     assert sorted(data.column("product_id").to_pylist()) == ["c0", "c1", "c2", "c3", "p1"]
 
 
+def test_metadata_is_read_again_only_after_another_writer_committed(
+    tables: IcebergTables, aws: AwsResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    load_table = tables.catalog.load_table
+    monkeypatch.setattr(
+        tables.catalog,
+        "load_table",
+        lambda identifier: reads.append(identifier) or load_table(identifier),
+    )
+    tables.append("sales", rows(("p1", 1, "1.00", "d1")))
+    tables.overwrite("sales", rows(("p2", 2, "2.00", "d1")), ice.EqualTo("order_date", "d1"))
+    tables.scan("sales")
+    assert tables.row_count("sales") == 1
+    assert reads == []  # the table created and committed here is kept
+    other = IcebergTables(iceberg_catalog(aws), aws.stack().database)
+    other.append("sales", rows(("p3", 3, "3.00", "d2")))
+    data, _, _ = tables.scan("sales")
+    assert sorted(data.column("product_id").to_pylist()) == ["p2", "p3"]
+    assert len(reads) == 1  # read again once: another writer committed
+    tables.scan("sales")
+    assert len(reads) == 1
+
+
 def test_maintenance_compacts_expires_and_removes_orphans(
     tables: IcebergTables, aws: AwsResource
 ) -> None:

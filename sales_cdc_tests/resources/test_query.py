@@ -561,6 +561,30 @@ def test_merge_rows_upserts_deletes_and_keeps_other_rows(duck: DuckDBQueryEngine
         )
 
 
+def test_a_merge_that_changes_nothing_commits_nothing(duck: DuckDBQueryEngine) -> None:
+    duck.replace_rows(
+        "order_tombstones",
+        "SELECT order_id, event_id AS last_event_id, "
+        "CAST(sequence_number AS DECIMAL(38, 0)) AS last_sequence_number, "
+        "CAST(NULL AS TIMESTAMP) AS last_event_time, substr(created_at, 1, 10) AS order_date "
+        "FROM orders_cdc",
+        where=None,
+    )
+    before = duck.snapshot_id("order_tombstones")
+    # a delete of an order with no tombstone: nothing matches, nothing is added
+    source = (
+        "SELECT *, CAST(NULL AS TIMESTAMP) AS last_event_time FROM (VALUES "
+        "('n9', 'e-gone', CAST(103 AS DECIMAL(38, 0)), '2026-03-01', TRUE)"
+        ") AS v (order_id, last_event_id, last_sequence_number, order_date, gone)"
+    )
+    result = duck.merge_rows(
+        "order_tombstones", source, key=["order_id"], delete_column="gone", scope=None
+    )
+    assert result.rows_written == 0 and result.files_written == 0
+    assert duck.snapshot_id("order_tombstones") == before
+    assert duck.row_count("order_tombstones") == 9
+
+
 def test_append_rows_and_maintain(duck: DuckDBQueryEngine) -> None:
     ledger = (
         "SELECT 'raw/k' AS object_key, CAST(1 AS BIGINT) AS object_size, "

@@ -18,6 +18,7 @@ from sales_cdc.defs.lake.merge import (
     LandingObject,
     LedgerRow,
     combine,
+    days_parameter,
     ledger_select,
     merge_changes,
     object_uri,
@@ -208,6 +209,19 @@ def _stored_days(query_engine: QueryEngine) -> list[str]:
 
 
 # -- data checks --------------------------------------------------------------------------------
+def days_changed_in_run(context: dg.AssetCheckExecutionContext) -> list[str] | None:
+    """The order days orders_current's incremental merge in this run changed (its
+    changed_order_dates); None when this run did not merge incrementally (check everything)."""
+    event = context.instance.get_latest_materialization_event(ORDERS_CURRENT)
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    metadata = event.asset_materialization.metadata
+    if metadata.get("full_rebuild") is None or metadata["full_rebuild"].value:
+        return None
+    changed = metadata.get("changed_order_dates")
+    return None if changed is None else [str(d) for d in changed.value]
+
+
 RULES = {
     "one_row_per_order": ("duplicate_order_ids", None, "order_ids present more than once"),
     "order_id_not_null": ("null_order_ids", None, "rows without order_id"),
@@ -248,13 +262,26 @@ RULES = {
     can_subset=False,
 )
 def orders_current_rules(context: dg.AssetCheckExecutionContext, query_engine: QueryEngine):
-    """Keys unique and present, quantity > 0, amounts >= 0, status known, order day known."""
-    figures = query_engine.query(read_sql("orders_current_checks")).one()
+    """Keys unique and present, quantity > 0, amounts >= 0, status known, order day known.
+
+    After an incremental merge in the same run, the rows of the order days it changed (and of the
+    NULL day) are checked, their orders looked up across the table for duplicates; otherwise
+    (checks run alone, or after a full rebuild) the whole table.
+    """
+    days = days_changed_in_run(context)
+    if days is None:
+        figures = query_engine.query(read_sql("orders_current_checks")).one()
+    else:
+        figures = query_engine.query(
+            read_sql("orders_current_checks_days"), {"days": days_parameter(days)}
+        ).one()
+    scope = "whole table" if days is None else f"{len(days)} changed order day(s) and the NULL day"
     for name, (column, sample_column, text) in RULES.items():
         bad = _int(figures[column])
         metadata: dict[str, Any] = {
             "violations": dg.MetadataValue.int(bad),
             "rows_checked": dg.MetadataValue.int(_int(figures["total_rows"])),
+            "checked": dg.MetadataValue.text(scope),
         }
         if sample_column and figures[sample_column] is not None:
             metadata["sample_order_id"] = dg.MetadataValue.text(str(figures[sample_column]))

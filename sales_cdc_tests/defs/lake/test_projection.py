@@ -11,6 +11,7 @@ from decimal import Decimal
 import dagster as dg
 import pytest
 
+from sales_cdc.defs.lake.merge import ORDERS_CURRENT_COLUMNS
 from sales_cdc.defs.lake.projection import (
     ASSET_CHECKS,
     landing_objects_readable,
@@ -214,6 +215,49 @@ def test_checks_pass_on_good_data_and_block_on_bad(lake: AwsResource) -> None:
     assert bad["order_date_known"].metadata["sample_order_id"].value == "t"
     assert not bad["order_date_known"].passed
     assert bad["one_row_per_order"].passed
+
+
+def _add_row(aws: AwsResource, **overrides: str) -> None:
+    """A row added to orders_current behind the merge's back: a's row with `overrides` (SQL)."""
+    columns = ", ".join(f"{overrides.get(c, c)} AS {c}" for c in ORDERS_CURRENT_COLUMNS)
+    DuckDBQueryEngine(aws=aws).append_rows(
+        "orders_current", f"SELECT {columns} FROM orders_current WHERE order_id = 'a'"
+    )
+
+
+def test_checks_after_a_merge_read_its_changed_days_and_alone_the_whole_table(
+    lake: AwsResource,
+) -> None:
+    land(lake, [event("a", 1, "INSERT"), event("b", 2, "INSERT", created_at="2026-03-02T10:00Z")])
+    catalog_raw_table(lake)
+    assert materialize(lake).success
+    # bad rows in a day the next merge changes (2026-03-01) and in days it does not touch
+    _add_row(lake, order_id="NULL", status="'LOST'", unit_price="-1")
+    _add_row(lake, order_id="'z'", quantity="0", order_date="'2026-03-05'")
+    _add_row(lake, order_date="'2026-03-09'")  # a second row of order a, in another day
+    land(lake, [event("a", 3, status="PAID")], hour="2026/03/01/11")
+
+    merged = materialize(lake, checks=True)
+    assert metadata(merged)["changed_order_dates"] == ["2026-03-01"]
+    found = _check_results(merged)
+    assert found["one_row_per_order"].metadata["checked"].value.startswith("1 changed order day")
+    for name in ("one_row_per_order", "order_id_not_null", "status_known", "amounts_not_negative"):
+        assert not found[name].passed, name
+    assert found["quantity_positive"].passed  # z's day was not changed by the merge
+    assert found["order_date_known"].passed
+
+    alone = dg.materialize(
+        [orders_current, orders_current_rules],
+        selection=dg.AssetSelection.checks(orders_current_rules),
+        resources={"aws": lake, "query_engine": DuckDBQueryEngine(aws=lake)},
+        raise_on_error=False,
+    )
+    whole = _check_results(alone)
+    assert whole["quantity_positive"].metadata["checked"].value == "whole table"
+    assert not whole["quantity_positive"].passed
+    assert whole["quantity_positive"].metadata["sample_order_id"].value == "z"
+    assert not whole["one_row_per_order"].passed
+    assert whole["one_row_per_order"].metadata["rows_checked"].value == 5
 
 
 def _put_orders(aws: AwsResource, orders: dict[str, tuple[str, int, str]]) -> None:
