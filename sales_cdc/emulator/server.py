@@ -298,6 +298,36 @@ def _share_item_attribute_names() -> None:
     Item.__init__ = __init__  # type: ignore[method-assign]
 
 
+# An S3 object body larger than this is kept in a temporary file, not in the emulator's memory.
+S3_BODY_IN_MEMORY_BYTES = 256 * 1024
+
+
+def _keep_large_s3_bodies_on_disk() -> None:
+    """Keep S3 object bodies over S3_BODY_IN_MEMORY_BYTES in temporary files.
+
+    moto keeps each body in a spooled temporary file that stays in memory up to 5 MB (its
+    multipart minimum part size): every Iceberg data, manifest and metadata file the lake ever
+    wrote lived in the emulator's memory. Landing objects (tens of KB) stay in memory; larger
+    bodies go to an unlinked temporary file (one open file each, closed when the object is
+    deleted), so the process may open as many files as its hard limit allows.
+    """
+    import resource
+
+    import moto.s3.models
+
+    if getattr(moto.s3.models.get_s3_default_key_buffer_size, "_sales_cdc_patched", False):
+        return
+
+    def get_s3_default_key_buffer_size() -> int:
+        return S3_BODY_IN_MEMORY_BYTES
+
+    get_s3_default_key_buffer_size._sales_cdc_patched = True  # type: ignore[attr-defined]
+    moto.s3.models.get_s3_default_key_buffer_size = get_s3_default_key_buffer_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _stop_tracking_every_instance() -> None:
     """Stop moto from keeping a reference to every model object it ever created.
 
@@ -375,6 +405,7 @@ class Emulator:
         _glue_update_table_checks_version_id()
         _bound_streams_memory()
         _share_item_attribute_names()
+        _keep_large_s3_bodies_on_disk()
         _stop_tracking_every_instance()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)

@@ -279,3 +279,27 @@ def test_items_of_a_table_share_their_attribute_names(aws) -> None:
         (a,) = (k for k in first.attrs if k == name)
         (b,) = (k for k in second.attrs if k == name)
         assert a is b  # one copy of the name, not one per item
+
+
+def test_large_s3_bodies_are_kept_on_disk_and_read_back_as_written(aws) -> None:
+    from moto.s3.models import s3_backends
+
+    from sales_cdc.emulator.server import S3_BODY_IN_MEMORY_BYTES
+
+    s3 = aws.client("s3")
+    bucket = aws.stack().bucket
+    s3.create_bucket(Bucket=bucket)
+    large = bytes(range(256)) * (S3_BODY_IN_MEMORY_BYTES // 256 + 1)
+    small = b'{"order_id": "o-1"}\n'
+    s3.put_object(Bucket=bucket, Key="lake/large.parquet", Body=large)
+    s3.put_object(Bucket=bucket, Key="raw/small.json", Body=small)
+    assert s3.get_object(Bucket=bucket, Key="lake/large.parquet")["Body"].read() == large
+    assert s3.get_object(Bucket=bucket, Key="raw/small.json")["Body"].read() == small
+    ranged = s3.get_object(Bucket=bucket, Key="lake/large.parquet", Range="bytes=1000-1999")
+    assert ranged["Body"].read() == large[1000:2000]
+
+    keys = s3_backends["123456789012"]["aws"].buckets[bucket].keys
+    assert keys["lake/large.parquet"]._value_buffer._rolled  # in a temporary file
+    assert not keys["raw/small.json"]._value_buffer._rolled  # in memory
+    for key in ("lake/large.parquet", "raw/small.json"):
+        s3.delete_object(Bucket=bucket, Key=key)
