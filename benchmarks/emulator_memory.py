@@ -43,6 +43,8 @@ def deep_size(root: object, seen: set[int]) -> int:
         seen.add(id(obj))
         size += sys.getsizeof(obj)
         todo.extend(gc.get_referents(obj))
+        if isinstance(obj, dict):  # the collector does not list the keys of a str-keyed dict
+            todo.extend(obj)
     return size
 
 
