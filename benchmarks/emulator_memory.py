@@ -67,20 +67,15 @@ def drive(aws, changes: int, batch: int, rng: random.Random) -> int:
     return done
 
 
-def wait_delivered(aws, quiet: float = 20.0) -> int:
-    """Wait until no new landing object appeared for `quiet` seconds; the object count."""
-    s3, stack = aws.client("s3"), aws.stack()
-    last, since = -1, time.monotonic()
-    while True:
-        keys = sum(
-            page.get("KeyCount", 0)
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.bucket)
-        )
-        if keys != last:
-            last, since = keys, time.monotonic()
-        elif time.monotonic() - since > quiet:
-            return keys
+def wait_delivered(aws, timeout: float = 300.0) -> None:
+    """Wait until the pipe has put every stream record into Kinesis, then one Firehose buffer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = stores(aws)
+        if held["kinesis records"][0] >= held["stream records"][0]:
+            break
         time.sleep(2)
+    time.sleep(10)
 
 
 def rss_mb() -> float:
