@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+import zlib
 from types import FrameType
 
 from moto.server import ThreadedMotoServer
@@ -108,18 +111,60 @@ ITERATOR_PRUNE_INTERVAL_SECONDS = 10.0
 
 
 class _StoredStreamRecord:
-    """A DynamoDB stream record kept as compact JSON (a tenth of moto's dict of dicts)."""
+    """A DynamoDB stream record kept as compressed JSON (moto keeps a dict of dicts, 10x more)."""
 
     __slots__ = ("body", "created")
 
     def __init__(self, record: dict, created: float) -> None:
         from moto.dynamodb.models.utilities import dynamo_json_dump
 
-        self.body = dynamo_json_dump(record).encode()
+        self.body = zlib.compress(dynamo_json_dump(record).encode())
         self.created = created
 
     def to_json(self) -> dict:
-        return json.loads(self.body)
+        return json.loads(zlib.decompress(self.body))
+
+
+class _StoredKinesisRecord:
+    """A Kinesis record as moto's Record reads it, its data kept compressed (not as base64 text).
+
+    moto keeps each record's data as base64 text in an object with a dict of attributes: about
+    twice the data itself. Readers (GetRecords, resharding) see the same attributes as on moto's
+    Record: `data` is the base64 text, rebuilt when read.
+    """
+
+    __slots__ = (
+        "partition_key",
+        "body",
+        "sequence_number",
+        "explicit_hash_key",
+        "created_at_datetime",
+        "created_at",
+    )
+
+    def __init__(
+        self, partition_key: str, data: str, sequence_number: int, explicit_hash_key: str
+    ) -> None:
+        from moto.core.utils import unix_time, utcnow
+
+        self.partition_key = partition_key
+        self.body = zlib.compress(base64.b64decode(data))
+        self.sequence_number = sequence_number
+        self.explicit_hash_key = explicit_hash_key
+        self.created_at_datetime = utcnow()
+        self.created_at = unix_time(self.created_at_datetime)
+
+    @property
+    def data(self) -> str:
+        return base64.b64encode(zlib.decompress(self.body)).decode()
+
+    def to_json(self) -> dict:
+        return {
+            "Data": zlib.decompress(self.body),
+            "PartitionKey": self.partition_key,
+            "SequenceNumber": str(self.sequence_number),
+            "ApproximateArrivalTimestamp": self.created_at_datetime,
+        }
 
 
 def _bound_streams_memory() -> None:
@@ -215,6 +260,13 @@ def _bound_streams_memory() -> None:
         behind = records[last].created_at - results[-1].created_at
         return results, results[-1].sequence_number, int(behind * 1000)
 
+    def shard_put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        sequence_number = self.get_max_sequence_number() + 1
+        self.records[sequence_number] = _StoredKinesisRecord(
+            partition_key, data, sequence_number, explicit_hash_key
+        )
+        return str(sequence_number)
+
     add._sales_cdc_patched = True  # type: ignore[attr-defined]
     StreamShard.add = add  # type: ignore[method-assign]
     StreamShard.get = get  # type: ignore[method-assign]
@@ -222,8 +274,58 @@ def _bound_streams_memory() -> None:
     DynamoDBStreamsBackend.get_records = get_records  # type: ignore[method-assign]
     Stream.put_record = put_record  # type: ignore[method-assign]
     Shard.get_records = shard_get_records  # type: ignore[method-assign]
+    Shard.put_record = shard_put_record  # type: ignore[method-assign]
     Shard.get_max_sequence_number = lambda self: next(reversed(self.records), 0)  # type: ignore[method-assign]
     Shard.get_min_sequence_number = lambda self: next(iter(self.records), 0)  # type: ignore[method-assign]
+
+
+def _share_item_attribute_names() -> None:
+    """Keep one copy of each attribute name for all the items of a table, not one per item.
+
+    moto parses every write's JSON afresh, so each stored item held its own copy of every
+    attribute name (`customerName`, `totalAmount`, ...): about a kilobyte per order item.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+
+    original = Item.__init__
+    if getattr(original, "_sales_cdc_patched", False):
+        return
+
+    def __init__(self: Item, hash_key: object, range_key: object, attrs: dict) -> None:  # noqa: N807
+        original(self, hash_key, range_key, {sys.intern(k): v for k, v in attrs.items()})
+
+    __init__._sales_cdc_patched = True  # type: ignore[attr-defined]
+    Item.__init__ = __init__  # type: ignore[method-assign]
+
+
+# An S3 object body larger than this is kept in a temporary file, not in the emulator's memory.
+S3_BODY_IN_MEMORY_BYTES = 256 * 1024
+
+
+def _keep_large_s3_bodies_on_disk() -> None:
+    """Keep S3 object bodies over S3_BODY_IN_MEMORY_BYTES in temporary files.
+
+    moto keeps each body in a spooled temporary file that stays in memory up to 5 MB (its
+    multipart minimum part size): every Iceberg data, manifest and metadata file the lake ever
+    wrote lived in the emulator's memory. Landing objects (tens of KB) stay in memory; larger
+    bodies go to an unlinked temporary file (one open file each, closed when the object is
+    deleted), so the process may open as many files as its hard limit allows.
+    """
+    import resource
+
+    import moto.s3.models
+
+    if getattr(moto.s3.models.get_s3_default_key_buffer_size, "_sales_cdc_patched", False):
+        return
+
+    def get_s3_default_key_buffer_size() -> int:
+        return S3_BODY_IN_MEMORY_BYTES
+
+    get_s3_default_key_buffer_size._sales_cdc_patched = True  # type: ignore[attr-defined]
+    moto.s3.models.get_s3_default_key_buffer_size = get_s3_default_key_buffer_size
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _stop_tracking_every_instance() -> None:
@@ -302,6 +404,8 @@ class Emulator:
         _treat_loopback_as_secure_transport()
         _glue_update_table_checks_version_id()
         _bound_streams_memory()
+        _share_item_attribute_names()
+        _keep_large_s3_bodies_on_disk()
         _stop_tracking_every_instance()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self.port, verbose=False)

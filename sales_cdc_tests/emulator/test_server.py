@@ -1,3 +1,5 @@
+import base64
+import json
 import signal
 import socket
 import subprocess
@@ -179,3 +181,125 @@ def test_moto_keeps_no_reference_to_objects_it_dropped(emulator) -> None:
     del iterator
     gc.collect()
     assert ref() is None
+
+
+def _kinesis_stream(aws, suffix: str) -> tuple[object, str, str]:
+    kinesis = aws.client("kinesis")
+    name = f"{aws.stack().stream_name}-{suffix}"
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=name)
+    shard = kinesis.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    return kinesis, name, shard
+
+
+def test_kinesis_records_are_stored_compressed_and_read_back_as_written(aws) -> None:
+    from moto.kinesis.models import kinesis_backends
+
+    kinesis, name, shard = _kinesis_stream(aws, "compact")
+    written = [
+        (b'{"eventName": "INSERT", "dynamodb": {"NewImage": {}}}' * 20, "order-1"),
+        (bytes(range(256)), "order-2"),  # not text: bytes round-trip exactly
+        (b"x", "order-1"),
+    ]
+    sequence_numbers = [
+        kinesis.put_record(StreamName=name, Data=data, PartitionKey=key)["SequenceNumber"]
+        for data, key in written
+    ]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = kinesis.get_records(ShardIterator=iterator)["Records"]
+    assert [(r["Data"], r["PartitionKey"]) for r in records] == written
+    assert [r["SequenceNumber"] for r in records] == sequence_numbers
+    assert all(r["ApproximateArrivalTimestamp"] for r in records)
+    after = kinesis.get_shard_iterator(
+        StreamName=name,
+        ShardId=shard,
+        ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+        StartingSequenceNumber=sequence_numbers[0],
+    )["ShardIterator"]
+    assert [r["Data"] for r in kinesis.get_records(ShardIterator=after)["Records"]] == [
+        data for data, _ in written[1:]
+    ]
+
+    backend = kinesis_backends["123456789012"]["us-east-1"].streams[name]
+    stored = next(iter(backend.shards.values())).records
+    first = next(iter(stored.values()))
+    assert not hasattr(first, "__dict__")  # slots only, no dict per record
+    assert len(first.body) < len(written[0][0]) // 4  # the repeated JSON, compressed
+    assert base64.b64decode(first.data) == written[0][0]  # moto's readers see base64 text
+    kinesis.delete_stream(StreamName=name)
+
+
+def test_stream_records_are_stored_compressed_and_read_back_as_written(aws) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+
+    ddb, table, streams, arn, shard = _stream(aws)
+    item = {
+        "orderId": {"S": "o-1"},
+        "version": {"N": "1"},
+        "unitPrice": {"N": "19.990"},
+        "note": {"S": "ünïcode " * 30},
+        "paid": {"BOOL": True},
+        "discount": {"NULL": True},
+        "tags": {"SS": ["a", "b"]},
+        "sizes": {"NS": ["1", "2.5"]},
+        "address": {"M": {"city": {"S": "Lyon"}, "lines": {"L": [{"S": "1 rue"}, {"N": "2"}]}}},
+    }
+    ddb.put_item(TableName=table, Item=item)
+    changed = {**item, "version": {"N": "2"}, "paid": {"BOOL": False}}
+    ddb.put_item(TableName=table, Item=changed)
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    inserted, modified = streams.get_records(ShardIterator=iterator)["Records"]
+    assert inserted["eventName"] == "INSERT" and modified["eventName"] == "MODIFY"
+    assert inserted["dynamodb"]["NewImage"] == item
+    assert modified["dynamodb"]["OldImage"] == item
+    assert modified["dynamodb"]["NewImage"] == changed
+    assert inserted["dynamodb"]["Keys"] == {"orderId": {"S": "o-1"}}
+
+    stored = dynamodb_backends["123456789012"]["us-east-1"].tables[table].stream_shard.items[0]
+    assert len(stored.body) < len(json.dumps(inserted["dynamodb"]["NewImage"], default=str)) // 2
+
+
+def test_items_of_a_table_share_their_attribute_names(aws) -> None:
+    from moto.dynamodb.models import dynamodb_backends
+
+    ddb, table, *_ = _stream(aws)
+    order = {"version": {"N": "1"}, "customerName": {"S": "Ada"}, "totalAmount": {"N": "1.50"}}
+    for order_id in ("o-1", "o-2"):
+        ddb.put_item(TableName=table, Item={"orderId": {"S": order_id}, **order})
+    assert ddb.get_item(TableName=table, Key={"orderId": {"S": "o-2"}})["Item"] == {
+        "orderId": {"S": "o-2"},
+        **order,
+    }
+    first, second = dynamodb_backends["123456789012"]["us-east-1"].tables[table].items.values()
+    for name in order:
+        (a,) = (k for k in first.attrs if k == name)
+        (b,) = (k for k in second.attrs if k == name)
+        assert a is b  # one copy of the name, not one per item
+
+
+def test_large_s3_bodies_are_kept_on_disk_and_read_back_as_written(aws) -> None:
+    from moto.s3.models import s3_backends
+
+    from sales_cdc.emulator.server import S3_BODY_IN_MEMORY_BYTES
+
+    s3 = aws.client("s3")
+    bucket = aws.stack().bucket
+    s3.create_bucket(Bucket=bucket)
+    large = bytes(range(256)) * (S3_BODY_IN_MEMORY_BYTES // 256 + 1)
+    small = b'{"order_id": "o-1"}\n'
+    s3.put_object(Bucket=bucket, Key="lake/large.parquet", Body=large)
+    s3.put_object(Bucket=bucket, Key="raw/small.json", Body=small)
+    assert s3.get_object(Bucket=bucket, Key="lake/large.parquet")["Body"].read() == large
+    assert s3.get_object(Bucket=bucket, Key="raw/small.json")["Body"].read() == small
+    ranged = s3.get_object(Bucket=bucket, Key="lake/large.parquet", Range="bytes=1000-1999")
+    assert ranged["Body"].read() == large[1000:2000]
+
+    keys = s3_backends["123456789012"]["aws"].buckets[bucket].keys
+    assert keys["lake/large.parquet"]._value_buffer._rolled  # in a temporary file
+    assert not keys["raw/small.json"]._value_buffer._rolled  # in memory
+    for key in ("lake/large.parquet", "raw/small.json"):
+        s3.delete_object(Bucket=bucket, Key=key)
