@@ -115,6 +115,8 @@ class SchedulesSection(Section):
     generator_running: bool
     crawler_cron: str
     crawler_running: bool
+    reconcile_cron: str
+    reconcile_running: bool
 
 
 class FreshnessSection(Section):

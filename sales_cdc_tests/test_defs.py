@@ -28,12 +28,14 @@ JOBS = {
     "maintain_lake_tables",
     "redrive_failed_records",
     "dead_letter_check",
+    "reconcile_orders",
 }
 SCHEDULES = {
     "order_generator_schedule",
     "crawler_schedule",
     "maintain_lake_tables_schedule",
     "dead_letter_check_schedule",
+    "reconcile_schedule",
 }
 SENSORS = {"landing_objects_sensor", "aggregates_sensor"}
 RESOURCES = {"aws", "s3", "query_engine", "crawler", "transform"}

@@ -8,7 +8,7 @@ from sales_cdc.defs.lake import catalog, maintenance, projection
 
 
 def build_defs(declaration: dict[str, Any]) -> dg.Definitions:
-    """The lake stage, its crawler and maintenance schedules as `declaration` sets them."""
+    """The lake stage, its crawler, maintenance and reconciliation schedules as `declaration` sets them."""
     maintain_lake_tables, maintain_lake_tables_schedule = maintenance.build_maintenance(
         declaration["maintenance"]
     )
@@ -18,8 +18,8 @@ def build_defs(declaration: dict[str, Any]) -> dg.Definitions:
         schedules=[
             catalog.build_crawler_schedule(declaration["schedules"]),
             maintain_lake_tables_schedule,
-            *projection.SCHEDULES,
+            projection.build_reconcile_schedule(declaration["schedules"]),
         ],
         sensors=projection.SENSORS,
-        jobs=[maintain_lake_tables],
+        jobs=[maintain_lake_tables, projection.reconcile_orders_job],
     )

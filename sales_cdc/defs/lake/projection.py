@@ -26,13 +26,13 @@ from sales_cdc.defs.lake.merge import (
     pending_objects,
     rebuild_tables,
 )
+from sales_cdc.defs.landing.assets import GLUE_ORDERS_CDC as RAW_TABLE_ASSET
+from sales_cdc.defs.landing.assets import MATCHES_DYNAMODB, ORDERS_CURRENT
+from sales_cdc.defs.landing.assets import ORDERS as DYNAMODB_ORDERS
 from sales_cdc.defs.landing.objects import LandingRead, read_landing_object
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import QueryEngine, read_sql
 
-ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
-DYNAMODB_ORDERS = dg.AssetKey(["dynamodb", "orders"])
-RAW_TABLE_ASSET = dg.AssetKey(["glue", "orders_cdc"])
 TABLE = "orders_current"
 SCAN_SEGMENTS = 4
 READ_THREADS = 8
@@ -397,7 +397,7 @@ def reconcile(
 @dg.multi_asset_check(
     specs=[
         dg.AssetCheckSpec(
-            name="matches_dynamodb",
+            name=MATCHES_DYNAMODB.name,
             asset=ORDERS_CURRENT,
             additional_deps=[DYNAMODB_ORDERS],
             description="orders_current has the same orders, status, version and total as DynamoDB",
@@ -433,7 +433,7 @@ def orders_current_matches_dynamodb(
     )
     passed = failing == 0
     yield dg.AssetCheckResult(
-        check_name="matches_dynamodb",
+        check_name=MATCHES_DYNAMODB.name,
         asset_key=ORDERS_CURRENT,
         passed=passed,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -462,7 +462,40 @@ def orders_current_matches_dynamodb(
     )
 
 
+# The reconciliation reads all of OrderTable and of orders_current: it runs on its own schedule,
+# not in every lake_refresh run, so a merge costs what changed.
+reconcile_orders_job = dg.define_asset_job(
+    "reconcile_orders",
+    selection=dg.AssetSelection.checks(MATCHES_DYNAMODB),
+    description="Reconcile orders_current with OrderTable (check matches_dynamodb).",
+)
+
+
+def build_reconcile_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefinition:
+    """reconcile_schedule, as the `schedules` section of infra/stack.yaml declares it."""
+
+    @dg.schedule(
+        name="reconcile_schedule",
+        job=reconcile_orders_job,
+        cron_schedule=schedules["reconcile_cron"],
+        default_status=(
+            dg.DefaultScheduleStatus.RUNNING
+            if schedules["reconcile_running"]
+            else dg.DefaultScheduleStatus.STOPPED
+        ),
+        description=(
+            "Reconciles orders_current with OrderTable (a full DynamoDB Scan and a read of the "
+            "whole table); skips its tick until orders_current has been materialized."
+        ),
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        if context.instance.get_latest_materialization_event(ORDERS_CURRENT) is None:
+            return dg.SkipReason(f"{ORDERS_CURRENT.to_user_string()} is not materialized yet")
+        return dg.RunRequest()
+
+    return _schedule
+
+
 ASSETS = [orders_current]
 ASSET_CHECKS = [orders_current_rules, landing_objects_readable, orders_current_matches_dynamodb]
 SENSORS: list[dg.SensorDefinition] = []
-SCHEDULES: list[dg.ScheduleDefinition] = []

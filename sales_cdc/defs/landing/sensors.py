@@ -13,6 +13,7 @@ from dagster_aws.s3.sensor import get_objects
 from sales_cdc.defs.landing.assets import (
     ERRORS_ORDERS_CDC,
     GLUE_ORDERS_CDC,
+    MATCHES_DYNAMODB,
     ORDERS_CURRENT,
     RAW_ORDERS_CDC,
 )
@@ -20,11 +21,13 @@ from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import partition_of
 from sales_cdc.resources.aws import AwsResource
 
-# The run requested for new landing objects: orders_current, crawling first when an hour folder
+# The run requested for new landing objects: orders_current with its checks (not the
+# reconciliation with OrderTable, which has its own schedule), crawling first when an hour folder
 # is not in the raw table yet.
 lake_refresh_job = dg.define_asset_job(
     "lake_refresh",
-    selection=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT),
+    selection=dg.AssetSelection.assets(GLUE_ORDERS_CDC, ORDERS_CURRENT)
+    - dg.AssetSelection.checks(MATCHES_DYNAMODB),
     description="Merge new landing objects into orders_current (crawl first when needed).",
 )
 # The landing checks, which read the error objects (and the ledger of merged records).

@@ -14,6 +14,7 @@ import pytest
 from sales_cdc.defs.lake.merge import ORDERS_CURRENT_COLUMNS
 from sales_cdc.defs.lake.projection import (
     ASSET_CHECKS,
+    build_reconcile_schedule,
     landing_objects_readable,
     orders_current,
     orders_current_matches_dynamodb,
@@ -21,6 +22,7 @@ from sales_cdc.defs.lake.projection import (
 )
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import DuckDBQueryEngine
+from sales_cdc.stack import load_declaration
 from sales_cdc_tests.lake_data import (
     RAW_COLUMNS,
     catalog_raw_table,
@@ -333,6 +335,38 @@ def test_reconciliation_passes_when_equal_and_lists_mismatches(lake: AwsResource
     assert json.dumps(meta["mismatched_sample"][0]["status"]) == json.dumps(
         {"dynamodb": "SHIPPED", "orders_current": "PAID"}
     )
+
+
+def test_lake_refresh_runs_the_rules_but_reconciles_on_its_own_schedule(lake: AwsResource):
+    """A merge run reads what changed; matches_dynamodb (all of OrderTable and orders_current)
+    runs in reconcile_orders, on reconcile_schedule, once orders_current exists."""
+    from sales_cdc.definitions import defs
+
+    repository = defs.get_repository_def()
+
+    def checks(job: str) -> set[str]:
+        return {
+            key.name for key in repository.get_job(job).asset_layer.asset_graph.asset_check_keys
+        }
+
+    assert "matches_dynamodb" not in checks("lake_refresh")
+    assert {"one_row_per_order", "landing_objects_readable"} <= checks("lake_refresh")
+    assert checks("reconcile_orders") == {"matches_dynamodb"}
+
+    for env, cron in (("local", "* * * * *"), ("aws", "30 * * * *")):
+        schedule = build_reconcile_schedule(load_declaration(env)["schedules"])
+        assert schedule.cron_schedule == cron
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    schedule = build_reconcile_schedule(load_declaration("local")["schedules"])
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance)
+        assert isinstance(schedule.evaluate_tick(context).skip_message, str)
+        land(lake, [event("a", 1, "INSERT")])
+        catalog_raw_table(lake)
+        resources = {"aws": lake, "query_engine": DuckDBQueryEngine(aws=lake)}
+        assert dg.materialize([orders_current], resources=resources, instance=instance).success
+        [request] = schedule.evaluate_tick(context).run_requests
+        assert request.job_name in (None, "reconcile_orders")
 
 
 def test_reconcile_sets_aside_changes_newer_than_the_landed_data():
