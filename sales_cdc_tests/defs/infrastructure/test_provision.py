@@ -72,7 +72,7 @@ def test_every_resource_has_its_declared_settings(provisioned: AwsResource):
     assert {"ParameterName": "LambdaArn", "ParameterValue": stack.function_arn} in processor[
         "Parameters"
     ]
-    assert destination["BufferingHints"] == {"SizeInMBs": 1, "IntervalInSeconds": 5}
+    assert destination["BufferingHints"] == {"SizeInMBs": 1, "IntervalInSeconds": 1}
 
     s3 = aws.client("s3")
     block = s3.get_public_access_block(Bucket=stack.bucket)["PublicAccessBlockConfiguration"]
@@ -147,7 +147,7 @@ def test_changed_settings_in_infra_are_applied(provisioned: AwsResource, tmp_pat
     shutil.copytree(REPO_ROOT / "infra", infra)
     declared = (infra / "stack.yaml").read_text()
     declared = declared.replace(
-        "      buffering_interval_seconds: 5", "      buffering_interval_seconds: 7"
+        "      buffering_interval_seconds: 1", "      buffering_interval_seconds: 7"
     )
     declared = declared.replace("  batch_size: 100", "  batch_size: 50")
     declared = declared.replace("      shard_count: 2", "      shard_count: 4")
