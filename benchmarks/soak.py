@@ -39,6 +39,7 @@ PROCESSES = {
     "dagster daemon": "-m dagster._daemon run",
     "code server": "-m dagster api grpc",
     "code server proxy": "-m dagster code-server start",
+    "run launcher preloader": "-m sales_cdc.run_launcher",
 }
 
 
