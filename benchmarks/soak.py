@@ -61,6 +61,16 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
+def _is_run(pid: int, status: str) -> bool:
+    """A run's process: a fork of the run launcher's preloader (same command line, short-lived)."""
+    ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), "")
+    try:
+        parent = Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return PROCESSES["run launcher preloader"] in parent
+
+
 def rss_by_process(root: int) -> dict[str, float]:
     """MB of resident memory of each long-lived process of the demo (summed per label)."""
     sizes: dict[str, float] = {}
@@ -71,7 +81,7 @@ def rss_by_process(root: int) -> dict[str, float]:
         except OSError:
             continue
         label = next((name for name, part in PROCESSES.items() if part in command), None)
-        if label is None:
+        if label is None or _is_run(pid, status):
             continue
         kb = next(
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
