@@ -209,13 +209,21 @@ class PreloadedRunLauncher(_RunLauncher, _ConfigurableClass):
             "instance_ref": serialize_value(self._instance.get_ref()),
             "working_directory": getattr(pointer, "working_directory", None),
         }
+        executable = origin.executable_path or sys.executable
         with self._lock:
-            process = self._preloader(origin.executable_path or sys.executable)
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write((json.dumps(request) + "\n").encode())
-            process.stdin.flush()
-            pid = json.loads(process.stdout.readline())["pid"]
+            try:
+                pid = self._fork(executable, request)
+            except (OSError, ValueError):  # the preloader died since its last run: a new one
+                self._preloaders.pop(executable).kill()
+                pid = self._fork(executable, request)
         self._instance.add_run_tags(run.run_id, {PID_TAG: str(pid)})
+
+    def _fork(self, executable: str, request: Mapping[str, Any]) -> int:
+        process = self._preloader(executable)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write((json.dumps(request) + "\n").encode())
+        process.stdin.flush()
+        return int(json.loads(process.stdout.readline())["pid"])
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.utils import make_new_run_id
 
 from sales_cdc.run_launcher import PID_TAG
 
@@ -120,3 +121,24 @@ def test_a_run_is_terminated_from_another_process(home: Path) -> None:
         assert instance.run_launcher.terminate(run_id)
     run = _wait(home, run_id, {dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE})
     assert run.status == dg.DagsterRunStatus.CANCELED
+
+
+def test_a_dead_preloader_is_replaced_at_the_next_launch(home: Path) -> None:
+    from dagster._core.launcher import LaunchRunContext
+
+    first = _wait(home, _launch(home), {dg.DagsterRunStatus.SUCCESS})
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        launcher = instance.run_launcher
+        pids = []
+        for _ in range(2):
+            # Another run of the same job (the launched run, as a new one not started yet).
+            run = instance.add_run(
+                first._replace(run_id=make_new_run_id(), status=dg.DagsterRunStatus.STARTING)
+            )
+            launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
+            pids.append(_wait(home, run.run_id, {dg.DagsterRunStatus.SUCCESS}).tags[PID_TAG])
+            [preloader] = launcher._preloaders.values()
+            preloader.kill()  # dies between two launches
+            preloader.wait(timeout=30)
+        assert len(set(pids)) == 2
+        launcher.dispose()
