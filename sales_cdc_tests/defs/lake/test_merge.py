@@ -131,10 +131,17 @@ def lives_on_other_days(draw: st.DrawFn) -> tuple[list[dict], list[list[tuple]]]
     order = draw(st.permutations(range(len(events))))
     first = sorted((events[i] for i in order), key=lambda e: e["life"])
     runs = _deliveries(draw, first, [])
-    # Redeliveries: copies of events of any life, appended as late objects to later runs.
+    # Redeliveries: copies of events of any life, appended as late objects to the run that first
+    # delivered the event or a later one (a copy delivered before the event itself would be
+    # out-of-order delivery across lives, the known limit named in README).
+    first_run = {
+        row["event_id"]: i for i, run in reversed(list(enumerate(runs))) for _, rows in run
+        for row in rows
+    }  # fmt: skip
     late = draw(st.lists(st.sampled_from(events), max_size=5))
     for n, copy in enumerate(late):
-        runs[draw(st.integers(0, len(runs) - 1))].append((_path(100 + n, 0), [_landing(copy)]))
+        run = draw(st.integers(first_run[copy["event_id"]], len(runs) - 1))
+        runs[run].append((_path(100 + n, 0), [_landing(copy)]))
     return events, runs
 
 

@@ -358,8 +358,9 @@ def test_lake_refresh_runs_the_rules_but_reconciles_on_its_own_schedule(lake: Aw
         assert schedule.cron_schedule == cron
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     schedule = build_reconcile_schedule(load_declaration("local")["schedules"])
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance)
+    # The schedule context enters an instance of its own: closed with the block, or Dagster's
+    # definitions-state storage keeps pointing at it for the tests that come after.
+    with dg.instance_for_test() as instance, dg.build_schedule_context(instance) as context:
         assert isinstance(schedule.evaluate_tick(context).skip_message, str)
         land(lake, [event("a", 1, "INSERT")])
         catalog_raw_table(lake)
