@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from sales_cdc.defs.asset_keys import ORDERS_CURRENT, RAW_ORDERS_CDC, athena_table
 from sales_cdc.resources import build_resources
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import QueryEngine, read_sql
@@ -33,13 +34,18 @@ QUERIES: dict[str, str] = {
 }
 # The stages whose last Dagster materialization tells how fresh they are.
 STAGE_ASSETS = [
-    dg.AssetKey(["s3", "raw", "orders_cdc"]),
-    dg.AssetKey(["athena", "orders_current"]),
-    dg.AssetKey(["athena", "daily_sales_by_product"]),
-    dg.AssetKey(["athena", "daily_sales_by_category"]),
-    dg.AssetKey(["athena", "daily_order_status"]),
-    dg.AssetKey(["athena", "hourly_revenue"]),
-    dg.AssetKey(["athena", "daily_customer_behaviour"]),
+    RAW_ORDERS_CDC,
+    ORDERS_CURRENT,
+    *(
+        athena_table(table)
+        for table in (
+            "daily_sales_by_product",
+            "daily_sales_by_category",
+            "daily_order_status",
+            "hourly_revenue",
+            "daily_customer_behaviour",
+        )
+    ),
 ]
 
 

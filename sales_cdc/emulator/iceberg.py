@@ -27,7 +27,7 @@ from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
-from pyiceberg.transforms import IdentityTransform
+from pyiceberg.transforms import IdentityTransform, Transform, TruncateTransform
 from pyiceberg.types import (
     BinaryType,
     BooleanType,
@@ -140,8 +140,23 @@ def _iceberg_type(data_type: exp.DataType, column: str) -> IcebergType:
     return found
 
 
+def _partition_field(partition: exp.Expression, table: str) -> tuple[str, Transform, str]:
+    """The source column, transform and field name of one PARTITIONED BY entry: a column
+    (identity) or `truncate(L, column)` (Athena's Iceberg partition transforms, "Creating Iceberg
+    tables" in the Athena User Guide; a string column is cut to its first L characters)."""
+    if isinstance(partition, exp.PartitionByTruncate):
+        column = partition.this.name.lower()
+        return column, TruncateTransform(int(partition.expression.name)), f"{column}_trunc"
+    if isinstance(partition, (exp.Column, exp.Identifier)):
+        return partition.name.lower(), IdentityTransform(), partition.name.lower()
+    raise IcebergError(
+        f"{table}: the embedded engine partitions by a column or truncate(L, column), not by "
+        f"{partition.sql(dialect='athena')}."
+    )
+
+
 def parse_ddl(ddl: str) -> TableDefinition:
-    """The table an Athena `CREATE TABLE ... PARTITIONED BY (col) ... TBLPROPERTIES` declares."""
+    """The table an Athena `CREATE TABLE ... PARTITIONED BY (...) ... TBLPROPERTIES` declares."""
     try:
         tree = sqlglot.parse_one(ddl, read="athena")
     except sqlglot.errors.ParseError as exc:
@@ -165,15 +180,15 @@ def parse_ddl(ddl: str) -> TableDefinition:
     partition_fields = []
     for prop in (tree.args.get("properties") or exp.Properties()).expressions:
         if isinstance(prop, exp.PartitionedByProperty):
-            for j, ident in enumerate(prop.this.expressions):
-                column_name = ident.name.lower()
+            for j, partition in enumerate(prop.this.expressions):
+                column_name, transform, field_name = _partition_field(partition, name)
                 source = schema.find_field(column_name)
                 partition_fields.append(
                     PartitionField(
                         source_id=source.field_id,
                         field_id=PARTITION_FIELD_ID_START + j,
-                        transform=IdentityTransform(),
-                        name=column_name,
+                        transform=transform,
+                        name=field_name,
                     )
                 )
         elif isinstance(prop, exp.LocationProperty):
@@ -397,7 +412,7 @@ class IcebergTables:
         return {snapshot.snapshot_id for snapshot in self.load(name).snapshots()}
 
     def partition_columns(self, table: str | Any) -> list[str]:
-        """The columns a table is partitioned by (identity partitions), in spec order."""
+        """The columns a table's partitions are computed from, in spec order."""
         table = self._table(table)
         schema = table.schema()
         return [schema.find_column_name(f.source_id) for f in table.spec().fields]

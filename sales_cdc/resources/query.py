@@ -566,9 +566,12 @@ class AthenaQueryEngine(QueryEngine):
         return f"INSERT INTO {name} ({columns}) SELECT {columns} FROM ({select}) AS src"
 
     def _partition_column(self, name: str) -> str | None:
+        """The column the table's first partition is computed from (identity or truncate)."""
         tree = sqlglot.parse_one(self.table_ddl(name), read="athena")
         for prop in tree.find_all(exp.PartitionedByProperty):
-            return prop.this.expressions[0].name.lower()
+            first = prop.this.expressions[0]
+            column = first.this if isinstance(first, exp.PartitionByTruncate) else first
+            return column.name.lower()
         return None
 
     def insert_statements(self, name: str, select_sql: str, where: str | None) -> list[str]:

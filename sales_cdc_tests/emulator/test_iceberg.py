@@ -56,6 +56,30 @@ def test_ddl_becomes_schema_and_identity_partition() -> None:
     assert field.name == "order_date" and str(field.transform) == "identity"
 
 
+def test_a_truncate_partition_groups_days_into_months(aws: AwsResource) -> None:
+    """order_tombstones' layout: truncate(7, order_date), one partition (and file) per month; a
+    filter on days still prunes to their month, and replacing one day keeps its month's others."""
+    setup_lake(aws)
+    ddl = DDL.replace("PARTITIONED BY (order_date)", "PARTITIONED BY (truncate(7, order_date))")
+    (field,) = parse_ddl(ddl).partition_spec.fields
+    assert (field.name, str(field.transform)) == ("order_date_trunc", "truncate[7]")
+    tables = IcebergTables(iceberg_catalog(aws), aws.stack().database)
+    assert tables.create(parse_ddl(ddl), f"s3://{aws.stack().bucket}/curated/sales/")
+    days = [f"2026-03-{d:02d}" for d in range(1, 31)] + ["2026-04-01"]
+    tables.append("sales", rows(*[(f"p{i}", i, "1.00", day) for i, day in enumerate(days)]))
+    table = tables.load("sales")
+    assert len(list(table.scan().plan_files())) == 2  # March and April
+    one_day = ice.EqualTo("order_date", "2026-03-02")
+    assert len(list(table.scan(row_filter=one_day).plan_files())) == 1
+    tables.overwrite("sales", rows(("new", 99, "2.00", "2026-03-02")), one_day)
+    stored, _, _ = tables.scan("sales", ice.AlwaysTrue())
+    by_day = dict(
+        zip(stored["order_date"].to_pylist(), stored["product_id"].to_pylist(), strict=True)
+    )
+    assert len(stored) == len(days) and by_day["2026-03-02"] == "new"
+    assert by_day["2026-03-01"] == "p0" and by_day["2026-04-01"] == "p30"
+
+
 def test_create_append_overwrite_scan_against_the_emulator(
     tables: IcebergTables, aws: AwsResource
 ) -> None:

@@ -225,6 +225,17 @@ def test_a_write_to_many_days_inserts_at_most_100_partitions_each(
     assert [s.split()[0] for s in statements[one_day + 1 :]] == ["DELETE", "INSERT"]
 
 
+def test_a_table_partitioned_by_truncate_is_batched_by_its_source_column(
+    athena: AthenaQueryEngine, statements: list[str]
+) -> None:
+    # order_tombstones: PARTITIONED BY (truncate(7, order_date)), one partition per month; 100
+    # order days never make more than 100 partitions.
+    athena.replace_rows("order_tombstones", "SELECT * FROM staged", where=None)
+    _, distinct, delete, *inserts = statements
+    assert distinct.startswith("SELECT DISTINCT order_date FROM (SELECT * FROM staged)")
+    assert delete == "DELETE FROM order_tombstones" and len(inserts) == 2
+
+
 def test_merge_rows_is_one_merge_into_limited_to_the_scope(
     athena: AthenaQueryEngine, statements: list[str]
 ) -> None:

@@ -12,12 +12,12 @@ import dagster as dg
 import sqlglot
 from sqlglot import exp
 
+from sales_cdc.defs.asset_keys import ORDERS_CURRENT, athena_table
 from sales_cdc.defs.lake.merge import ORDERS_CURRENT_TABLE
 from sales_cdc.resources.query import QueryEngine, read_sql
 from sales_cdc.resources.sql import as_of, bind, literal
 from sales_cdc.settings import SettingsError
 
-ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
 # Metadata of an aggregate materialization: the orders_current snapshot its refresh read.
 SNAPSHOT_METADATA = "orders_current_snapshot_id"
 PARTITION = "order_date"
@@ -68,7 +68,7 @@ AGGREGATES: dict[str, str] = {
 }
 SALES_TABLES = ("daily_sales_by_product", "daily_sales_by_category", "hourly_revenue")
 CUSTOMER_TABLE = "daily_customer_behaviour"
-AGGREGATE_KEYS = [dg.AssetKey(["athena", table]) for table in AGGREGATES]
+AGGREGATE_KEYS = [athena_table(table) for table in AGGREGATES]
 
 
 DAYS = "order_dates"  # the list parameter of the aggregate and totals SQL files
@@ -204,7 +204,7 @@ def _aggregate_asset(table: str, description: str) -> dg.AssetsDefinition:
 
 def _define_aggregate_asset(table: str, description: str) -> dg.AssetsDefinition:
     @dg.asset(
-        key=dg.AssetKey(["athena", table]),
+        key=athena_table(table),
         description=description,
         deps=[ORDERS_CURRENT],
         partitions_def=order_days,

@@ -17,6 +17,7 @@ from sales_cdc.defs.analytics.assets import (
     SNAPSHOT_METADATA,
     totals_sql,
 )
+from sales_cdc.defs.asset_keys import athena_table
 from sales_cdc.defs.lake.merge import ORDERS_CURRENT_TABLE
 from sales_cdc.resources.query import QueryEngine, QueryFailedError, read_sql
 from sales_cdc.resources.sql import as_of, bind
@@ -214,7 +215,7 @@ def _result(
 ) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=name,
-        asset_key=dg.AssetKey(["athena", table]),
+        asset_key=athena_table(table),
         passed=not bad,
         severity=dg.AssetCheckSeverity.ERROR,
         description=f"{len(bad)} of {len(findings.days)} order day(s) {what}",
@@ -231,7 +232,7 @@ def _result(
 
 
 def _aggregate_checks(table: str) -> dg.AssetChecksDefinition:
-    key = dg.AssetKey(["athena", table])
+    key = athena_table(table)
     matches = "matches_orders_current"
     second = {table: "no_negative_revenue" for table in SALES_TABLES}.get(
         table, "customers_add_up" if table == CUSTOMER_TABLE else "counts_add_up"

@@ -5,13 +5,9 @@ from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.analytics.assets import (
-    AGGREGATE_KEYS,
-    ORDERS_CURRENT,
-    order_days,
-    partitions_start,
-)
+from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, order_days, partitions_start
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
+from sales_cdc.defs.asset_keys import ORDERS_CURRENT
 from sales_cdc.defs.landing.sensors import LAKE_TAG
 
 PAGE_SIZE = 100

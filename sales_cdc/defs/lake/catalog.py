@@ -4,12 +4,10 @@ from typing import Any
 
 import dagster as dg
 
+from sales_cdc.defs.asset_keys import GLUE_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.landing_format import LANDING_COLUMNS, PARTITION_KEYS
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import CrawlerResource
-
-GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
-RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
 
 # The landing contract's columns with their declared Glue types (provisioning declares them, the
 # crawler only adds columns): a type that differs means something retyped the table.

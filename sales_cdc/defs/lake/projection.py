@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from sales_cdc.defs.asset_keys import GLUE_ORDERS_CDC, MATCHES_DYNAMODB, ORDERS, ORDERS_CURRENT
 from sales_cdc.defs.lake.merge import (
     LEDGER_TABLE,
     MAX_PATHS_BYTES,
@@ -26,9 +27,6 @@ from sales_cdc.defs.lake.merge import (
     pending_objects,
     rebuild_tables,
 )
-from sales_cdc.defs.landing.assets import GLUE_ORDERS_CDC as RAW_TABLE_ASSET
-from sales_cdc.defs.landing.assets import MATCHES_DYNAMODB, ORDERS_CURRENT
-from sales_cdc.defs.landing.assets import ORDERS as DYNAMODB_ORDERS
 from sales_cdc.defs.landing.objects import LandingRead, read_landing_object
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import QueryEngine, read_sql
@@ -98,7 +96,7 @@ def read_objects(aws: AwsResource, objects: list[LandingObject]) -> list[Landing
 
 @dg.asset(
     key=ORDERS_CURRENT,
-    deps=[RAW_TABLE_ASSET],
+    deps=[GLUE_ORDERS_CDC],
     group_name="lake",
     kinds={"athena", "iceberg", "s3"},
     pool="orders_current",
@@ -399,7 +397,7 @@ def reconcile(
         dg.AssetCheckSpec(
             name=MATCHES_DYNAMODB.name,
             asset=ORDERS_CURRENT,
-            additional_deps=[DYNAMODB_ORDERS],
+            additional_deps=[ORDERS],
             description="orders_current has the same orders, status, version and total as DynamoDB",
         )
     ],

@@ -5,14 +5,7 @@ from typing import Any
 
 import dagster as dg
 
-ORDERS = dg.AssetKey(["dynamodb", "orders"])
-RAW_ORDERS_CDC = dg.AssetKey(["s3", "raw", "orders_cdc"])
-ERRORS_ORDERS_CDC = dg.AssetKey(["s3", "errors", "orders_cdc"])
-# Requested by landing_objects_sensor when new landing rows arrive (defined in the lake stage).
-GLUE_ORDERS_CDC = dg.AssetKey(["glue", "orders_cdc"])
-ORDERS_CURRENT = dg.AssetKey(["athena", "orders_current"])
-# orders_current's reconciliation with OrderTable: run by reconcile_schedule, not by lake_refresh.
-MATCHES_DYNAMODB = dg.AssetCheckKey(ORDERS_CURRENT, "matches_dynamodb")
+from sales_cdc.defs.asset_keys import ERRORS_ORDERS_CDC, ORDERS, RAW_ORDERS_CDC
 
 
 def build_raw_orders_cdc(freshness: dict[str, Any]) -> dg.AssetSpec:

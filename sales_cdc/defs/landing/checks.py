@@ -6,7 +6,7 @@ error objects land), never in the sensor.
 
 import dagster as dg
 
-from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
+from sales_cdc.defs.asset_keys import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, error_rate
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.query import QueryEngine, read_sql

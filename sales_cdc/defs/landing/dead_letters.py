@@ -4,10 +4,9 @@ import json
 
 import dagster as dg
 
-from sales_cdc.defs.landing.assets import ORDERS
+from sales_cdc.defs.asset_keys import DEAD_LETTERS, ORDERS
 from sales_cdc.resources.aws import AwsResource
 
-DEAD_LETTERS = dg.AssetKey(["sqs", "orders_cdc_dead_letters"])
 DEAD_LETTER_QUEUE_EMPTY = "dead_letter_queue_empty"
 
 orders_cdc_dead_letters = dg.AssetSpec(

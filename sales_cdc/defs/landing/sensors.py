@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
-from sales_cdc.defs.landing.assets import (
+from sales_cdc.defs.asset_keys import (
     ERRORS_ORDERS_CDC,
     GLUE_ORDERS_CDC,
     MATCHES_DYNAMODB,

@@ -8,11 +8,10 @@ from decimal import Decimal
 import dagster as dg
 from pydantic import Field
 
+from sales_cdc.defs.asset_keys import ORDERS
 from sales_cdc.defs.orders.generator import Mix, plan_changes, plan_history
 from sales_cdc.defs.orders.writer import apply_changes, sample_orders
 from sales_cdc.resources.aws import AwsResource
-
-ORDERS = dg.AssetKey(["dynamodb", "orders"])
 
 
 class GeneratorConfig(dg.Config):

@@ -4,7 +4,7 @@ from typing import Any
 
 import dagster as dg
 
-from sales_cdc.defs.orders.assets import ORDERS
+from sales_cdc.defs.asset_keys import ORDERS
 
 
 def build_order_generator_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefinition:

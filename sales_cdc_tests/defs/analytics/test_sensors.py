@@ -3,8 +3,9 @@
 import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
-from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, ORDERS_CURRENT
+from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS
 from sales_cdc.defs.analytics.sensors import build_aggregates_sensor
+from sales_cdc.defs.asset_keys import ORDERS_CURRENT
 from sales_cdc.defs.landing.sensors import LAKE_TAG
 from sales_cdc.stack import load_declaration
 

@@ -8,8 +8,8 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from sales_cdc.definitions import defs
+from sales_cdc.defs.asset_keys import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.lake.projection import orders_current
-from sales_cdc.defs.landing.assets import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import BatchSummary, add_error_object, partition_of
 from sales_cdc.defs.landing.sensors import build_landing_objects_sensor
