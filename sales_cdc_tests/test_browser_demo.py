@@ -465,6 +465,8 @@ def _check_first_minute(ui: Ui, demo: DemoProcess) -> None:
         time.sleep(2)
     elapsed = time.monotonic() - demo.started
     print(f"every asset has data, no aggregate partition missing, {elapsed:.0f}s after the start")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / "first-minute.txt").write_text(f"{elapsed:.1f}\n")
     for key in AGGREGATES:
         print(f"{key}: {states[key]['partitionStats']}")
     ui.goto("/assets/athena/daily_sales_by_product?view=partitions")
