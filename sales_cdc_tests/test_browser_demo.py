@@ -40,9 +40,10 @@ DEADLINE_S = 900  # the whole test, demo start included
 UI_START_TIMEOUT_S = 240
 # Every asset has data, and every order day of the generator's history its aggregate
 # partitions, this long after `sales-cdc demo` starts. Issue 11 asks for one minute: on the 2-core
-# machine that takes 73 s quiet, 117-202 s with other work beside it (load average 6-16; the test
-# prints the time it took), so this bounds a regression at four minutes.
-FIRST_DATA_S = 240
+# machine that takes 32 s quiet and 40 s in this test during a full `make test` (runs forked
+# from the preloaded run launcher; 73 s quiet before it). The bound leaves room for a slower
+# machine; the test records what it measured in build/screenshots/first-minute.txt.
+FIRST_DATA_S = 90
 # The days of history the generator's first run writes locally (infra/stack.yaml), each with orders.
 HISTORY_DAYS = int(load_declaration("local")["generator"]["history_days"])
 
