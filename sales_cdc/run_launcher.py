@@ -31,6 +31,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dagster._core.launcher.base import RunLauncher
+from dagster._serdes import ConfigurableClass
+
 PID_TAG = "sales_cdc/run_worker_pid"
 # What a run of this project imports before its first step (measured: ~2.6 s of a run's start).
 DEFAULT_PRELOAD = (
@@ -134,17 +137,7 @@ def serve(modules: Sequence[str]) -> None:
 
 
 # -- the launcher (in the process that launches runs: the Dagster daemon) -------------------------
-def _launcher_base() -> tuple[type, type]:
-    from dagster._core.launcher.base import RunLauncher
-    from dagster._serdes import ConfigurableClass
-
-    return RunLauncher, ConfigurableClass
-
-
-_RunLauncher, _ConfigurableClass = _launcher_base()
-
-
-class PreloadedRunLauncher(_RunLauncher, _ConfigurableClass):
+class PreloadedRunLauncher(RunLauncher, ConfigurableClass):
     """Starts each run as a fork of a process that has preloaded `preload_modules`."""
 
     def __init__(self, inst_data: Any = None, preload_modules: Sequence[str] | None = None):

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from sales_cdc.defs import schedule_status
 from sales_cdc.defs.asset_keys import GLUE_ORDERS_CDC, RAW_ORDERS_CDC
 from sales_cdc.landing_format import LANDING_COLUMNS, PARTITION_KEYS
 from sales_cdc.resources.aws import AwsResource
@@ -99,11 +100,7 @@ def build_crawler_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefinition:
         name="crawler_schedule",
         target=dg.AssetSelection.assets(GLUE_ORDERS_CDC),
         cron_schedule=schedules["crawler_cron"],
-        default_status=(
-            dg.DefaultScheduleStatus.RUNNING
-            if schedules["crawler_running"]
-            else dg.DefaultScheduleStatus.STOPPED
-        ),
+        default_status=schedule_status(schedules["crawler_running"]),
         description=(
             "Runs the crawler over raw/orders_cdc/ so new columns and partitions become "
             "queryable; skips its tick while nothing has landed yet."

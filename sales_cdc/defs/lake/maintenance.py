@@ -5,6 +5,7 @@ import datetime as dt
 import dagster as dg
 from pydantic import Field
 
+from sales_cdc.defs import schedule_status
 from sales_cdc.resources.query import MaintenanceResult, QueryEngine
 from sales_cdc.resources.sql import table_ddl_names
 
@@ -99,10 +100,6 @@ def build_maintenance(declared: dict) -> tuple[dg.JobDefinition, dg.ScheduleDefi
         job=maintain_lake_tables,
         cron_schedule=declared["cron"],
         execution_timezone="UTC",
-        default_status=(
-            dg.DefaultScheduleStatus.RUNNING
-            if declared["running"]
-            else dg.DefaultScheduleStatus.STOPPED
-        ),
+        default_status=schedule_status(declared["running"]),
     )
     return maintain_lake_tables, schedule

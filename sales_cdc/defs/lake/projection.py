@@ -9,6 +9,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from sales_cdc.defs import schedule_status
 from sales_cdc.defs.asset_keys import GLUE_ORDERS_CDC, MATCHES_DYNAMODB, ORDERS, ORDERS_CURRENT
 from sales_cdc.defs.lake.merge import (
     LEDGER_TABLE,
@@ -476,11 +477,7 @@ def build_reconcile_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefinition
         name="reconcile_schedule",
         job=reconcile_orders_job,
         cron_schedule=schedules["reconcile_cron"],
-        default_status=(
-            dg.DefaultScheduleStatus.RUNNING
-            if schedules["reconcile_running"]
-            else dg.DefaultScheduleStatus.STOPPED
-        ),
+        default_status=schedule_status(schedules["reconcile_running"]),
         description=(
             "Reconciles orders_current with OrderTable (a full DynamoDB Scan and a read of the "
             "whole table); skips its tick until orders_current has been materialized."

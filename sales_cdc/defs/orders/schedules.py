@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from sales_cdc.defs import schedule_status
 from sales_cdc.defs.asset_keys import ORDERS
 
 
@@ -13,10 +14,6 @@ def build_order_generator_schedule(schedules: dict[str, Any]) -> dg.ScheduleDefi
         name="order_generator_schedule",
         target=dg.AssetSelection.assets(ORDERS),
         cron_schedule=schedules["generator_cron"],
-        default_status=(
-            dg.DefaultScheduleStatus.RUNNING
-            if schedules["generator_running"]
-            else dg.DefaultScheduleStatus.STOPPED
-        ),
+        default_status=schedule_status(schedules["generator_running"]),
         description="Writes a batch of new orders, status changes and deletes every minute.",
     )
