@@ -110,19 +110,49 @@ SHARD_ITERATOR_LIFETIME_SECONDS = 15 * 60
 ITERATOR_PRUNE_INTERVAL_SECONDS = 10.0
 
 
+class _SharedDictionary:
+    """zlib with a preset dictionary: the first record its shard stored.
+
+    The records of one shard repeat most of their text (attribute names and types, the table's
+    ARN, the pipe's envelope), so with the first record as a preset dictionary each record
+    compresses to little more than what differs: about a third of compressing it alone.
+    """
+
+    __slots__ = ("zdict",)
+
+    def __init__(self, sample: bytes) -> None:
+        self.zdict = sample[-32768:]  # zlib's window: a longer dictionary is not used
+
+    def compress(self, data: bytes) -> bytes:
+        compressor = zlib.compressobj(zdict=self.zdict)
+        return compressor.compress(data) + compressor.flush()
+
+    def decompress(self, body: bytes) -> bytes:
+        decompressor = zlib.decompressobj(zdict=self.zdict)
+        return decompressor.decompress(body) + decompressor.flush()
+
+
+def _shard_dictionary(shard: object, first: bytes) -> _SharedDictionary:
+    """The shard's shared dictionary, made from `first` when the shard stores its first record."""
+    dictionary = getattr(shard, "_sales_cdc_dictionary", None)
+    if dictionary is None:
+        dictionary = _SharedDictionary(first)
+        shard._sales_cdc_dictionary = dictionary  # type: ignore[attr-defined]
+    return dictionary
+
+
 class _StoredStreamRecord:
     """A DynamoDB stream record kept as compressed JSON (moto keeps a dict of dicts, 10x more)."""
 
-    __slots__ = ("body", "created")
+    __slots__ = ("body", "created", "dictionary")
 
-    def __init__(self, record: dict, created: float) -> None:
-        from moto.dynamodb.models.utilities import dynamo_json_dump
-
-        self.body = zlib.compress(dynamo_json_dump(record).encode())
+    def __init__(self, data: bytes, dictionary: _SharedDictionary, created: float) -> None:
+        self.body = dictionary.compress(data)
+        self.dictionary = dictionary
         self.created = created
 
     def to_json(self) -> dict:
-        return json.loads(zlib.decompress(self.body))
+        return json.loads(self.dictionary.decompress(self.body))
 
 
 class _StoredKinesisRecord:
@@ -136,6 +166,7 @@ class _StoredKinesisRecord:
     __slots__ = (
         "partition_key",
         "body",
+        "dictionary",
         "sequence_number",
         "explicit_hash_key",
         "created_at_datetime",
@@ -143,12 +174,18 @@ class _StoredKinesisRecord:
     )
 
     def __init__(
-        self, partition_key: str, data: str, sequence_number: int, explicit_hash_key: str
+        self,
+        partition_key: str,
+        data: bytes,
+        dictionary: _SharedDictionary,
+        sequence_number: int,
+        explicit_hash_key: str,
     ) -> None:
         from moto.core.utils import unix_time, utcnow
 
         self.partition_key = partition_key
-        self.body = zlib.compress(base64.b64decode(data))
+        self.body = dictionary.compress(data)
+        self.dictionary = dictionary
         self.sequence_number = sequence_number
         self.explicit_hash_key = explicit_hash_key
         self.created_at_datetime = utcnow()
@@ -156,11 +193,11 @@ class _StoredKinesisRecord:
 
     @property
     def data(self) -> str:
-        return base64.b64encode(zlib.decompress(self.body)).decode()
+        return base64.b64encode(self.dictionary.decompress(self.body)).decode()
 
     def to_json(self) -> dict:
         return {
-            "Data": zlib.decompress(self.body),
+            "Data": self.dictionary.decompress(self.body),
             "PartitionKey": self.partition_key,
             "SequenceNumber": str(self.sequence_number),
             "ApproximateArrivalTimestamp": self.created_at_datetime,
@@ -179,6 +216,7 @@ def _bound_streams_memory() -> None:
     """
     from moto.core.exceptions import JsonRESTError
     from moto.dynamodb.models.table import StreamRecord, StreamShard
+    from moto.dynamodb.models.utilities import dynamo_json_dump
     from moto.dynamodbstreams.models import DynamoDBStreamsBackend, ShardIterator
     from moto.kinesis.models import Shard, Stream
 
@@ -197,8 +235,9 @@ def _bound_streams_memory() -> None:
         seq = self.starting_sequence_number + trimmed + len(self.items)
         view = self.table.stream_specification["StreamViewType"]
         record = StreamRecord(self.table, view, event_name, old, new, seq).to_json()
+        data = dynamo_json_dump(record).encode()
         now = time.time()
-        self.items.append(_StoredStreamRecord(record, now))
+        self.items.append(_StoredStreamRecord(data, _shard_dictionary(self, data), now))
         horizon = now - STREAM_RECORD_RETENTION_SECONDS
         drop = 0
         while drop < len(self.items) and getattr(self.items[drop], "created", now) < horizon:
@@ -262,8 +301,9 @@ def _bound_streams_memory() -> None:
 
     def shard_put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
         sequence_number = self.get_max_sequence_number() + 1
+        body = base64.b64decode(data)
         self.records[sequence_number] = _StoredKinesisRecord(
-            partition_key, data, sequence_number, explicit_hash_key
+            partition_key, body, _shard_dictionary(self, body), sequence_number, explicit_hash_key
         )
         return str(sequence_number)
 
