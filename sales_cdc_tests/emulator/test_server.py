@@ -303,3 +303,23 @@ def test_large_s3_bodies_are_kept_on_disk_and_read_back_as_written(aws) -> None:
     assert not keys["raw/small.json"]._value_buffer._rolled  # in memory
     for key in ("lake/large.parquet", "raw/small.json"):
         s3.delete_object(Bucket=bucket, Key=key)
+
+
+def _rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
+def test_return_free_memory_gives_freed_heap_pages_back():
+    from sales_cdc.emulator.server import return_free_memory
+
+    # 600-byte buffers come from the C allocator (Python's own allocator serves up to 512 bytes);
+    # keeping one in a hundred pins the heap as long-lived objects between requests do.
+    blocks = [bytearray(600) for _ in range(300_000)]
+    kept = blocks[::100]
+    del blocks
+    freed_but_held = _rss_bytes()
+    if not return_free_memory():
+        pytest.skip("the C library has no malloc_trim")
+    assert _rss_bytes() < freed_but_held - 100 * 2**20
+    assert len(kept) == 3_000
