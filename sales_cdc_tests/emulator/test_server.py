@@ -369,3 +369,56 @@ def test_paginated_parallel_scan_with_projection_returns_each_item_once(aws) -> 
         TableName=table, Key={"orderId": {"S": "o-03"}}, ProjectionExpression="lines[0].sku"
     )
     assert nested["Item"] == {"lines": {"L": [{"M": {"sku": {"S": "p-3"}}}]}}
+
+
+def test_scan_pages_are_the_pages_moto_returns(aws) -> None:
+    import itertools
+    import random
+
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.table import Table
+
+    ddb = aws.client("dynamodb")
+    name = f"{aws.stack().table_name}-ranged"
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[
+            {"AttributeName": "customerId", "KeyType": "HASH"},
+            {"AttributeName": "placedAt", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "customerId", "AttributeType": "S"},
+            {"AttributeName": "placedAt", "AttributeType": "N"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    rng = random.Random(3)
+    for customer, _ in itertools.product(range(6), range(10)):
+        ddb.put_item(
+            TableName=name,
+            Item={
+                "customerId": {"S": f"c-{customer}"},
+                "placedAt": {"N": str(rng.randint(0, 10**6))},
+                "status": {"S": rng.choice(["PAID", "PLACED"])},
+                "note": {"S": "x" * rng.randint(0, 50)},
+            },
+        )
+    table = dynamodb_backends["123456789012"]["us-east-1"].tables[name]
+    paid = get_filter_expression("#s = :s", {"#s": "status"}, {":s": {"S": "PAID"}})
+    for segments, limit, filter_expression, projection in itertools.product(
+        [(None, None), (0, 3), (2, 3)], [None, 1, 7], [None, paid], [None, [["status"]]]
+    ):
+        pages = {}
+        for label, scan in (("emulator", Table.scan), ("moto", Table.scan.__wrapped__)):
+            start, pages[label] = None, []
+            while True:
+                items, scanned, start = scan(
+                    table, {}, limit, start, filter_expression, None, False, projection, segments
+                )
+                pages[label].append(([i.to_json() for i in items], scanned, start))
+                if start is None:
+                    break
+                start = {k: v.to_json() for k, v in start.items()}
+        assert pages["emulator"] == pages["moto"], (segments, limit, filter_expression, projection)
+        assert len(pages["emulator"]) > 1 or limit is None
