@@ -433,7 +433,7 @@ def _project_top_level_attributes_directly() -> None:
     whole item to plain JSON once per projected attribute: the reconciliation's Scan of OrderTable
     (five attributes) spent half its time there. Nested paths (`a.b`, `a[0]`) keep moto's way.
     """
-    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.dynamo_type import Item, LimitedSizeDict
 
     original = Item.project
     if getattr(original, "_sales_cdc_patched", False):
@@ -443,9 +443,16 @@ def _project_top_level_attributes_directly() -> None:
         names = [path[0] for path in projection_expressions if len(path) == 1]
         if len(names) < len(projection_expressions) or any("[" in name for name in names):
             return original(self, projection_expressions)
-        # Item() copies each DynamoType it is given, as moto's own projection returns copies.
-        attrs = {name: self.attrs[name] for name in names if name in self.attrs}
-        return Item(hash_key=self.hash_key, range_key=self.range_key, attrs=attrs)
+        # Built as moto's Item.__deepcopy__ builds a copy: the attributes are copies, and the size
+        # check that Item() runs on every attribute it sets (the stored item passed it) is skipped.
+        projected = Item.__new__(Item)
+        projected.hash_key, projected.range_key = self.hash_key, self.range_key
+        projected.attrs = LimitedSizeDict.__new__(LimitedSizeDict)
+        dict.__init__(projected.attrs)
+        for name in names:
+            if name in self.attrs:
+                dict.__setitem__(projected.attrs, name, copy.deepcopy(self.attrs[name]))
+        return projected
 
     project._sales_cdc_patched = True  # type: ignore[attr-defined]
     Item.project = project  # type: ignore[method-assign]
