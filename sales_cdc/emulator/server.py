@@ -119,7 +119,7 @@ class _SharedDictionary:
 
     The records of one shard repeat most of their text (attribute names and types, the table's
     ARN, the pipe's envelope), so with the first record as a preset dictionary each record
-    compresses to little more than what differs: about a third of compressing it alone.
+    compresses to little more than what differs: less than half of compressing it alone.
     """
 
     __slots__ = ("zdict",)
