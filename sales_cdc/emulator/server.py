@@ -572,9 +572,9 @@ def return_free_memory() -> bool:
     """Give the C allocator's free memory back to the operating system (glibc's malloc_trim).
 
     Each request of the emulator allocates and frees its parsed JSON and responses between the
-    objects it keeps (items, stream records): glibc keeps the freed pages in its heaps, so the
-    process's resident memory grew about twice as fast as what it holds. False where the C library
-    has no malloc_trim (macOS, musl), which return free memory by themselves.
+    objects it keeps (items, stream records), and glibc keeps freed pages in its heaps until they
+    are trimmed. Memory that Python's own small-object allocator holds in partly used arenas is
+    not released this way. False where the C library has no malloc_trim (macOS, musl).
     """
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
