@@ -8,6 +8,7 @@ import copy
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import logging
 import signal
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
 from types import FrameType
 
 from moto.server import ThreadedMotoServer
@@ -351,7 +353,11 @@ def _item_key(hash_key: object, range_key: object) -> object:
     return (hash_key.cast_value, range_key.cast_value) if range_key else hash_key.cast_value  # type: ignore[attr-defined]
 
 
-def _scan_a_page_not_the_table() -> None:
+def _key_of(item: object) -> object:
+    return _item_key(item.hash_key, item.range_key)  # type: ignore[attr-defined]
+
+
+def _scan_with_keys_parsed_once() -> None:
     """Scan a table's page from its start key, with keys parsed once per item.
 
     For every page, moto's Scan sorts the whole table comparing DynamoType keys (each comparison
@@ -359,7 +365,7 @@ def _scan_a_page_not_the_table() -> None:
     each item before projecting it. A parallel Scan of 20,000 orders cost the emulator about
     20 s, and the demo's reconciliation scans OrderTable every minute. Here the items are sorted
     by keys parsed once, the page starts by bisection, and a projected item is copied only in its
-    projected attributes. Same pages as moto's (order, Limit, the 1 MB limit counted on whole
+    projected attributes. Each page still sorts its segment of the table, as moto's does. Same pages as moto's (order, Limit, the 1 MB limit counted on whole
     items, LastEvaluatedKey, ScannedCount); index and ScanFilter scans keep moto's own way.
     """
     from moto.dynamodb.models.dynamo_type import DynamoType
@@ -390,7 +396,7 @@ def _scan_a_page_not_the_table() -> None:
         else:
             items = list(self.items.values())
         items = [item for item in items if item.is_within_segment(segments)]
-        items.sort(key=lambda item: _item_key(item.hash_key, item.range_key))
+        items.sort(key=_key_of)
         start = 0
         if exclusive_start_key is not None:
             after = _item_key(
@@ -399,9 +405,7 @@ def _scan_a_page_not_the_table() -> None:
                 if self.range_key_attr
                 else None,
             )
-            start = bisect.bisect_right(
-                items, after, key=lambda item: _item_key(item.hash_key, item.range_key)
-            )
+            start = bisect.bisect_right(items, after, key=_key_of)
         page: list = []
         page_size = 0
         last_evaluated_key = None
@@ -576,12 +580,20 @@ def return_free_memory() -> bool:
     are trimmed. Memory that Python's own small-object allocator holds in partly used arenas is
     not released this way. False where the C library has no malloc_trim (macOS, musl).
     """
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    trim = _malloc_trim()
+    if trim is None:
         return False
     trim(0)
     return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim, looked up once (find_library runs ldconfig)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 class Emulator:
@@ -602,7 +614,7 @@ class Emulator:
         _glue_update_table_checks_version_id()
         _bound_streams_memory()
         _share_item_attribute_names()
-        _scan_a_page_not_the_table()
+        _scan_with_keys_parsed_once()
         _project_top_level_attributes_directly()
         _list_moto_services_once()
         _keep_large_s3_bodies_on_disk()
