@@ -126,7 +126,8 @@ def test_shard_iterators_expire_and_are_forgotten(aws, monkeypatch: pytest.Monke
 
     # A shard iterator expires 15 minutes after it is returned (ExpiredIteratorException).
     # https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_streams_GetShardIterator.html
-    monkeypatch.setattr(server, "SHARD_ITERATOR_LIFETIME_SECONDS", 0.5)
+    # Long enough that one read on a busy machine never outlives its iterator (CI saw > 0.5 s).
+    monkeypatch.setattr(server, "SHARD_ITERATOR_LIFETIME_SECONDS", 3.0)
     monkeypatch.setattr(server, "ITERATOR_PRUNE_INTERVAL_SECONDS", 0.0)
     ddb, table, streams, arn, shard = _stream(aws)
     _put(ddb, table, "a")
@@ -135,7 +136,7 @@ def test_shard_iterators_expire_and_are_forgotten(aws, monkeypatch: pytest.Monke
     )["ShardIterator"]
     for _ in range(50):  # a consumer polling: every read returns a new iterator
         iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
-    time.sleep(1.0)
+    time.sleep(3.5)
     with pytest.raises(ClientError, match="ExpiredIteratorException"):
         streams.get_records(ShardIterator=iterator)
     backend = dynamodbstreams_backends["123456789012"]["us-east-1"]
