@@ -9,6 +9,9 @@ prints the resident memory (RSS) of every long-lived process of the demo and the
 write rate after the warm-up batch and at the end, and whether memory stayed flat (end <= 1.5x
 the post-warm-up figure) and the write rate flat (the median of the last three runs >= 0.67x the
 median of the first three: one run's rate swings with the pipeline's other work on the machine).
+It also prints the CPU each process used per second of each generator run (runs count under the
+run launcher's preloader, which forks and reaps them): what grows with the history competes with
+the generator for the machine's cores.
 
     .venv/bin/python benchmarks/soak.py --changes 20000 --batch 2000
 """
@@ -73,14 +76,21 @@ def _is_run(pid: int, status: str) -> bool:
     return PROCESSES["run launcher preloader"] in parent
 
 
-def rss_by_process(root: int) -> dict[str, float]:
-    """MB of resident memory of each long-lived process of the demo (summed per label)."""
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sample_processes(root: int) -> tuple[dict[str, float], dict[str, float]]:
+    """MB of resident memory and CPU seconds so far of each long-lived process of the demo
+    (summed per label). CPU counts the children a process has reaped: the run launcher's
+    preloader reaps the runs it forks, so its figure includes every finished run."""
     sizes: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     for pid in _descendants(root):
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
             continue
         label = next((name for name, part in PROCESSES.items() if part in command), None)
         if label is None or _is_run(pid, status):
@@ -89,7 +99,15 @@ def rss_by_process(root: int) -> dict[str, float]:
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
         )
         sizes[label] = sizes.get(label, 0.0) + kb / 1024
-    return sizes
+        # utime, stime, cutime, cstime: fields 14-17 of /proc/PID/stat (11-14 after the name)
+        ticks = sum(int(value) for value in stat[11:15])
+        cpu[label] = cpu.get(label, 0.0) + ticks / CLOCK_TICKS
+    return sizes, cpu
+
+
+def rss_by_process(root: int) -> dict[str, float]:
+    """MB of resident memory of each long-lived process of the demo (summed per label)."""
+    return sample_processes(root)[0]
 
 
 def _wait(url: str, timeout: float) -> None:
@@ -162,19 +180,26 @@ def main() -> None:
         batches: list[dict[str, float]] = []
         start_rss: dict[str, float] = {}
         started = time.monotonic()
+        cpu_before, at = sample_processes(demo.pid)[1], started
+        shares: list[dict[str, float]] = []  # per batch: CPU seconds per wall second, per process
         while (
             sum(b["inserted"] + b["updated"] + b["deleted"] + b["conflicts"] for b in batches)
             < args.changes
         ):
             batch = generator_batch(env, mix, state / "generator.log")
             batches.append(batch)
-            rss = rss_by_process(demo.pid)
+            rss, cpu = sample_processes(demo.pid)
+            now = time.monotonic()
+            shares.append({k: (v - cpu_before.get(k, 0.0)) / (now - at) for k, v in cpu.items()})
+            cpu_before, at = cpu, now
             total = int(
                 sum(b["inserted"] + b["updated"] + b["deleted"] + b["conflicts"] for b in batches)
             )
             print(f"  batch {len(batches):2d}: {total:6d} changes, {batch['writes_per_second']:6.1f} "
                   f"writes/s, {int(batch['items_in_table'])} orders; RSS MB "
                   + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())), flush=True)  # fmt: skip
+            print("            CPU s/s "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(shares[-1].items())), flush=True)  # fmt: skip
             if len(batches) == 1:
                 start_rss = rss  # after the warm-up batch
         time.sleep(args.settle)  # let the runtime and the lake catch up
@@ -203,6 +228,13 @@ def main() -> None:
         rate_ratio = late / early if early else 0.0
         print(f"  median of the first 3 runs {early:.1f}/s, of the last 3 {late:.1f}/s "
               f"(x{rate_ratio:.2f})")  # fmt: skip
+        # Where the machine's two cores went, early and late: what grows with the history
+        # competes with the generator for CPU.
+        print(f"{'CPU s per wall s':<24} {'first 3 runs':>12} {'last 3 runs':>12}")
+        for name in sorted({k for share in shares for k in share}):
+            head = statistics.median(share.get(name, 0.0) for share in shares[:3])
+            tail = statistics.median(share.get(name, 0.0) for share in shares[-3:])
+            print(f"{name:<24} {head:>12.2f} {tail:>12.2f}")
         print(
             f"memory flat (end <= 1.5x): {'yes' if flat else 'NO'}; "
             f"write rate flat (medians >= 0.67x): {'yes' if rate_ratio >= 0.67 else 'NO'}"

@@ -462,6 +462,101 @@ def _project_top_level_attributes_directly() -> None:
     Item.project = project  # type: ignore[method-assign]
 
 
+# DynamoDB operations whose items the emulator encodes itself: operation -> the members of its
+# response that hold attribute maps (a list of items, or one item or key).
+_ATTRIBUTE_MAP_MEMBERS = {
+    "Scan": ("Items", "LastEvaluatedKey"),
+    "Query": ("Items", "LastEvaluatedKey"),
+    "GetItem": ("Item",),
+    "PutItem": ("Attributes",),
+    "UpdateItem": ("Attributes",),
+    "DeleteItem": ("Attributes",),
+}
+
+
+class _NotPlainAttribute(ValueError):
+    """An attribute value the direct encoding does not know: moto's serializer encodes it."""
+
+
+def _b64(value: object) -> str:
+    """A binary attribute's wire form, as moto's serializer writes it (base64 of the bytes)."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, bytes | bytearray):
+        raise _NotPlainAttribute(type(value).__name__)
+    return base64.b64encode(value).decode("ascii")
+
+
+def _wire_attribute(value: object) -> dict:
+    """One AttributeValue ({"S": "x"}, {"M": {...}}, ...) as DynamoDB's JSON carries it."""
+    if not isinstance(value, dict) or len(value) != 1:
+        raise _NotPlainAttribute(repr(value)[:80])
+    ((kind, inner),) = value.items()
+    if kind in ("S", "N") and isinstance(inner, str):
+        return value
+    if kind in ("BOOL", "NULL") and isinstance(inner, bool):
+        return value
+    if kind in ("SS", "NS") and isinstance(inner, list) and all(isinstance(v, str) for v in inner):
+        return value
+    if kind == "M" and isinstance(inner, dict):
+        return {"M": {str(k): _wire_attribute(v) for k, v in inner.items()}}
+    if kind == "L" and isinstance(inner, list):
+        return {"L": [_wire_attribute(v) for v in inner]}
+    if kind == "B":
+        return {"B": _b64(inner)}
+    if kind == "BS" and isinstance(inner, list):
+        return {"BS": [_b64(v) for v in inner]}
+    raise _NotPlainAttribute(kind)
+
+
+def _wire_attribute_map(item: object) -> dict:
+    if not isinstance(item, dict):
+        raise _NotPlainAttribute(type(item).__name__)
+    return {str(name): _wire_attribute(value) for name, value in item.items()}
+
+
+def _serialize_items_directly() -> None:
+    """Encode the items of a DynamoDB response as JSON directly, not through moto's serializer.
+
+    moto serializes every response by walking botocore's model of the operation value by value
+    (each attribute of each item looked up under its possible names): in a Scan of OrderTable
+    that walk cost the emulator several times the Scan itself. For the operations that return
+    items (_ATTRIBUTE_MAP_MEMBERS), the items are encoded as DynamoDB's JSON directly and the
+    rest of the response (counts, consumed capacity, errors) still goes through moto's
+    serializer. An attribute value of a shape this encoding does not know leaves the whole
+    response to moto.
+    """
+    from moto.core.responses import ActionResult
+    from moto.dynamodb.responses import DynamoResult
+
+    original = DynamoResult.execute_result
+    if getattr(original, "_sales_cdc_patched", False):
+        return
+
+    def execute_result(self: DynamoResult, context: object):
+        members = _ATTRIBUTE_MAP_MEMBERS.get(context.operation_model.name)  # type: ignore[attr-defined]
+        result = self.result
+        if not members or not isinstance(result, dict):
+            return original(self, context)
+        try:
+            encoded = {
+                member: [_wire_attribute_map(item) for item in result[member]]
+                if member == "Items"
+                else _wire_attribute_map(result[member])
+                for member in members
+                if result.get(member) is not None
+            }
+        except _NotPlainAttribute:
+            return original(self, context)
+        rest = ActionResult({k: v for k, v in result.items() if k not in members})
+        status, headers, body = ActionResult.execute_result(rest, context)  # type: ignore[arg-type]
+        return status, headers, json.dumps({**json.loads(body), **encoded})
+
+    execute_result._sales_cdc_patched = True  # type: ignore[attr-defined]
+    execute_result.__wrapped__ = original  # type: ignore[attr-defined]
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
+
+
 def _list_moto_services_once() -> None:
     """Find a request's service among moto's packages listed once, not listed on every request.
 
@@ -480,6 +575,25 @@ def _list_moto_services_once() -> None:
 
     list_of_moto_modules._sales_cdc_patched = True  # type: ignore[attr-defined]
     moto.backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
+
+
+def _list_handler_methods_once() -> None:
+    """Find a request's action among its handler's methods listed once per handler class.
+
+    moto lists the methods of the handler class (inspect.getmembers over every attribute) for
+    every request it dispatches, to check the action exists.
+    """
+    import moto.core.responses
+
+    if getattr(moto.core.responses.method_names_from_class, "_sales_cdc_patched", False):
+        return
+    listed = functools.cache(moto.core.responses.method_names_from_class)
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        return listed(clazz)
+
+    method_names_from_class._sales_cdc_patched = True  # type: ignore[attr-defined]
+    moto.core.responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
 
 
 def _keep_large_s3_bodies_on_disk() -> None:
@@ -616,7 +730,9 @@ class Emulator:
         _share_item_attribute_names()
         _scan_with_keys_parsed_once()
         _project_top_level_attributes_directly()
+        _serialize_items_directly()
         _list_moto_services_once()
+        _list_handler_methods_once()
         _keep_large_s3_bodies_on_disk()
         _stop_tracking_every_instance()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -423,3 +423,103 @@ def test_scan_pages_are_the_pages_moto_returns(aws) -> None:
                 start = {k: v.to_json() for k, v in start.items()}
         assert pages["emulator"] == pages["moto"], (segments, limit, filter_expression, projection)
         assert len(pages["emulator"]) > 1 or limit is None
+
+
+def test_item_responses_are_the_json_moto_serializes(aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    from sales_cdc.emulator import server
+
+    encoded: list[str] = []  # what the direct encoding did with each item: "ok" or why not
+
+    def wire_attribute_map(item: object) -> dict:
+        try:
+            wire = direct(item)
+        except server._NotPlainAttribute as exc:
+            encoded.append(repr(exc))
+            raise
+        encoded.append("ok")
+        return wire
+
+    direct = server._wire_attribute_map
+    monkeypatch.setattr(server, "_wire_attribute_map", wire_attribute_map)
+    ddb = aws.client("dynamodb")
+    bodies: list[dict] = []
+    ddb.meta.events.register(
+        "after-call.dynamodb.*",
+        lambda http_response, **_: bodies.append(json.loads(http_response.content)),
+    )
+    item = {
+        "orderId": {"S": "o-1"},
+        "version": {"N": "3"},
+        "totalAmount": {"N": "-12.50"},
+        "note": {"S": ""},
+        "photo": {"B": b"\x00\xffbinary"},
+        "gift": {"BOOL": False},
+        "coupon": {"NULL": True},
+        "tags": {"SS": ["a", "b"]},
+        "sizes": {"NS": ["1", "2.5"]},
+        "thumbs": {"BS": [b"\x01", b"\x02\x03"]},
+        "address": {"M": {"city": {"S": "Lyon"}, "pin": {"B": b"\x07"}, "none": {"M": {}}}},
+        "lines": {"L": [{"S": "x"}, {"N": "1"}, {"L": []}, {"M": {"q": {"BOOL": True}}}]},
+    }
+
+    def calls(table: str) -> list[dict]:
+        bodies.clear()
+        ddb.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "orderId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "orderId", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(5):
+            ddb.put_item(TableName=table, Item={**item, "orderId": {"S": f"o-{n}"}})
+        ddb.put_item(TableName=table, Item=item, ReturnValues="ALL_OLD")
+        ddb.get_item(TableName=table, Key={"orderId": {"S": "o-2"}}, ReturnConsumedCapacity="TOTAL")
+        ddb.get_item(TableName=table, Key={"orderId": {"S": "missing"}})
+        ddb.scan(TableName=table, Limit=2, ReturnConsumedCapacity="INDEXES")
+        ddb.scan(
+            TableName=table,
+            ProjectionExpression="photo, #l, address.pin",
+            ExpressionAttributeNames={"#l": "lines"},
+        )
+        ddb.scan(TableName=table, Select="COUNT")
+        ddb.scan(TableName=table, FilterExpression="version = :v", ExpressionAttributeValues={
+            ":v": {"N": "99"}})  # fmt: skip
+        ddb.query(
+            TableName=table,
+            KeyConditionExpression="orderId = :o",
+            ExpressionAttributeValues={":o": {"S": "o-3"}},
+        )
+        ddb.update_item(
+            TableName=table,
+            Key={"orderId": {"S": "o-4"}},
+            UpdateExpression="SET version = version + :one, thumbs = :t",
+            ExpressionAttributeValues={":one": {"N": "1"}, ":t": {"BS": [b"\x09"]}},
+            ReturnValues="ALL_NEW",
+        )
+        ddb.update_item(
+            TableName=table,
+            Key={"orderId": {"S": "o-4"}},
+            UpdateExpression="REMOVE coupon",
+            ReturnValues="UPDATED_OLD",
+        )
+        with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+            ddb.delete_item(
+                TableName=table,
+                Key={"orderId": {"S": "o-3"}},
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":v": {"N": "99"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        ddb.delete_item(TableName=table, Key={"orderId": {"S": "o-3"}}, ReturnValues="ALL_OLD")
+        return [json.loads(json.dumps(body).replace(table, "TABLE")) for body in bodies[1:]]
+
+    table = aws.stack().table_name
+    emulator = calls(f"{table}-direct")
+    assert encoded and set(encoded) == {"ok"}, encoded  # every item encoded directly
+    monkeypatch.setattr(DynamoResult, "execute_result", DynamoResult.execute_result.__wrapped__)
+    moto = calls(f"{table}-moto")
+    assert len(emulator) == 17
+    assert emulator == moto
+    assert emulator[6]["Item"]["photo"] == {"B": base64.b64encode(b"\x00\xffbinary").decode()}
