@@ -487,8 +487,14 @@ def _b64(value: object) -> str:
     return base64.b64encode(value).decode("ascii")
 
 
-def _wire_attribute(value: object) -> dict:
-    """One AttributeValue ({"S": "x"}, {"M": {...}}, ...) as DynamoDB's JSON carries it."""
+def _b64_text(value: object) -> str:
+    """A binary attribute of a stream record: moto stores it as base64 text already."""
+    return value if isinstance(value, str) else _b64(value)
+
+
+def _wire_attribute(value: object, binary: Callable[[object], str] = _b64) -> dict:
+    """One AttributeValue ({"S": "x"}, {"M": {...}}, ...) as DynamoDB's JSON carries it; `binary`
+    writes a binary value's base64 text."""
     if not isinstance(value, dict) or len(value) != 1:
         raise _NotPlainAttribute(repr(value)[:80])
     ((kind, inner),) = value.items()
@@ -499,39 +505,75 @@ def _wire_attribute(value: object) -> dict:
     if kind in ("SS", "NS") and isinstance(inner, list) and all(isinstance(v, str) for v in inner):
         return value
     if kind == "M" and isinstance(inner, dict):
-        return {"M": {str(k): _wire_attribute(v) for k, v in inner.items()}}
+        return {"M": {str(k): _wire_attribute(v, binary) for k, v in inner.items()}}
     if kind == "L" and isinstance(inner, list):
-        return {"L": [_wire_attribute(v) for v in inner]}
+        return {"L": [_wire_attribute(v, binary) for v in inner]}
     if kind == "B":
-        return {"B": _b64(inner)}
+        return {"B": binary(inner)}
     if kind == "BS" and isinstance(inner, list):
-        return {"BS": [_b64(v) for v in inner]}
+        return {"BS": [binary(v) for v in inner]}
     raise _NotPlainAttribute(kind)
 
 
-def _wire_attribute_map(item: object) -> dict:
+def _wire_attribute_map(item: object, binary: Callable[[object], str] = _b64) -> dict:
     if not isinstance(item, dict):
         raise _NotPlainAttribute(type(item).__name__)
-    return {str(name): _wire_attribute(value) for name, value in item.items()}
+    return {str(name): _wire_attribute(value, binary) for name, value in item.items()}
+
+
+def _wire_stream_record(record: dict) -> dict:
+    """A DynamoDB stream record as GetRecords carries it: its images and keys as DynamoDB's JSON,
+    its creation time as the epoch seconds (to the millisecond) moto's serializer writes.
+
+    A binary value is its base64 text once, as on AWS (moto's serializer encodes the text moto
+    stored a second time).
+    """
+    from moto.core.serialize import TimestampSerializer
+
+    change = dict(record["dynamodb"])
+    for member in ("Keys", "NewImage", "OldImage"):
+        if member in change:
+            change[member] = _wire_attribute_map(change[member], _b64_text)
+    if "ApproximateCreationDateTime" in change:
+        unix = TimestampSerializer.TIMESTAMP_FORMAT_UNIX
+        change["ApproximateCreationDateTime"] = TimestampSerializer(unix)._convert_timestamp_to_str(
+            change["ApproximateCreationDateTime"], unix
+        )
+    return {**record, "dynamodb": change}
 
 
 def _serialize_items_directly() -> None:
-    """Encode the items of a DynamoDB response as JSON directly, not through moto's serializer.
+    """Encode the items in DynamoDB and DynamoDB Streams responses as JSON directly, not through
+    moto's serializer.
 
     moto serializes every response by walking botocore's model of the operation value by value
     (each attribute of each item looked up under its possible names): in a Scan of OrderTable
-    that walk cost the emulator several times the Scan itself. For the operations that return
-    items (_ATTRIBUTE_MAP_MEMBERS), the items are encoded as DynamoDB's JSON directly and the
-    rest of the response (counts, consumed capacity, errors) still goes through moto's
-    serializer. An attribute value of a shape this encoding does not know leaves the whole
-    response to moto.
+    that walk cost the emulator several times the Scan itself, and under the demo's load a fifth
+    of the emulator's CPU went to walking the images of the stream records the pipe reads. For
+    the operations that return items (_ATTRIBUTE_MAP_MEMBERS) and for Streams' GetRecords, the
+    items are encoded as DynamoDB's JSON directly; the rest of the response (counts, consumed
+    capacity, the next iterator, errors) still goes through moto's serializer. An attribute value
+    of a shape this encoding does not know leaves the whole response to moto.
     """
     from moto.core.responses import ActionResult
     from moto.dynamodb.responses import DynamoResult
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 
     original = DynamoResult.execute_result
     if getattr(original, "_sales_cdc_patched", False):
         return
+    original_get_records = DynamoDBStreamsHandler.get_records
+
+    class EncodedResult(ActionResult):
+        """A result with members already encoded: moto's serializer writes the rest."""
+
+        def __init__(self, rest: dict, encoded: dict) -> None:
+            super().__init__(rest)
+            self.encoded = encoded
+
+        def execute_result(self, context: object):
+            status, headers, body = super().execute_result(context)  # type: ignore[arg-type]
+            return status, headers, json.dumps({**json.loads(body), **self.encoded})
 
     def execute_result(self: DynamoResult, context: object):
         members = _ATTRIBUTE_MAP_MEMBERS.get(context.operation_model.name)  # type: ignore[attr-defined]
@@ -548,13 +590,27 @@ def _serialize_items_directly() -> None:
             }
         except _NotPlainAttribute:
             return original(self, context)
-        rest = ActionResult({k: v for k, v in result.items() if k not in members})
-        status, headers, body = ActionResult.execute_result(rest, context)  # type: ignore[arg-type]
-        return status, headers, json.dumps({**json.loads(body), **encoded})
+        rest = {k: v for k, v in result.items() if k not in members}
+        return EncodedResult(rest, encoded).execute_result(context)
+
+    def get_records(self: DynamoDBStreamsHandler) -> ActionResult:
+        response = original_get_records(self)
+        result = response.result
+        if not isinstance(result, dict) or not isinstance(result.get("Records"), list):
+            return response
+        try:
+            records = [_wire_stream_record(record) for record in result["Records"]]
+        except (_NotPlainAttribute, KeyError, TypeError):
+            return response
+        return EncodedResult(
+            {k: v for k, v in result.items() if k != "Records"}, {"Records": records}
+        )
 
     execute_result._sales_cdc_patched = True  # type: ignore[attr-defined]
     execute_result.__wrapped__ = original  # type: ignore[attr-defined]
+    get_records.__wrapped__ = original_get_records  # type: ignore[attr-defined]
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
+    DynamoDBStreamsHandler.get_records = get_records  # type: ignore[method-assign]
 
 
 def _list_moto_services_once() -> None:
