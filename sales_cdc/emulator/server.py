@@ -24,6 +24,7 @@ from types import FrameType
 
 from moto.server import ThreadedMotoServer
 
+from sales_cdc.emulator import packed_items
 from sales_cdc.settings import DEFAULT_EMULATOR_PORT
 
 HOST = "127.0.0.1"
@@ -784,6 +785,7 @@ class Emulator:
         _glue_update_table_checks_version_id()
         _bound_streams_memory()
         _share_item_attribute_names()
+        packed_items.install()
         _scan_with_keys_parsed_once()
         _project_top_level_attributes_directly()
         _serialize_items_directly()
