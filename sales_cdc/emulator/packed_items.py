@@ -16,11 +16,12 @@ backend directly) stay unpacked until a request touches them.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import sys
 import threading
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 # At most this many shared dictionaries (one per set of attribute names); items of further name
 # sets are compressed without one.
@@ -30,14 +31,22 @@ _lock = threading.Lock()
 _request = threading.local()  # .touched: the items the current request uses (None outside one)
 
 
+class Packed(NamedTuple):
+    """An item's attributes packed: compressed pickle of their plain values."""
+
+    body: bytes
+    dictionary: bytes | None  # the shared zlib dictionary it was compressed with
+    size: int  # the item's size as moto counts it (Item.size)
+    checksum: int  # crc32 of the uncompressed pickle: unchanged attributes are not compressed again
+
+
 class _Packing:
     """What a stored item keeps beside its attributes: their packed form and who uses them."""
 
-    __slots__ = ("body", "dictionary", "users", "touches")
+    __slots__ = ("packed", "users", "touches")
 
     def __init__(self) -> None:
-        self.body: bytes | None = None
-        self.dictionary: bytes | None = None
+        self.packed: Packed | None = None
         self.users = 0
         self.touches = 0
 
@@ -63,33 +72,38 @@ def _typed(plain: tuple, dynamo_type: type) -> Any:
     return typed
 
 
-def pack(attrs: dict[str, Any]) -> tuple[bytes, bytes | None] | None:
-    """(compressed body, shared dictionary) of an item's attributes; None when one of them is not
-    a plain DynamoType (the item then stays as moto keeps it)."""
+def pack(attrs: dict[str, Any], previous: Packed | None = None) -> Packed | None:
+    """An item's attributes packed; `previous` itself when they are unchanged since it was packed;
+    None when one of them is not a plain DynamoType (the item then stays as moto keeps it)."""
     from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.utilities import bytesize
 
     if any(type(value) is not DynamoType for value in attrs.values()):
         return None
     data = pickle.dumps({name: _plain(value) for name, value in attrs.items()}, protocol=5)
+    checksum = zlib.crc32(data)
+    if previous is not None and previous.checksum == checksum:
+        return previous
+    size = sum(bytesize(name) + value.size() for name, value in attrs.items())
     names = frozenset(attrs)
     dictionary = _dictionaries.get(names)
     if dictionary is None and len(_dictionaries) < MAX_DICTIONARIES:
         dictionary = _dictionaries.setdefault(names, data[-32768:])
     if dictionary is None:
-        return zlib.compress(data), None
+        return Packed(zlib.compress(data), None, size, checksum)
     compressor = zlib.compressobj(zdict=dictionary)
-    return compressor.compress(data) + compressor.flush(), dictionary
+    return Packed(compressor.compress(data) + compressor.flush(), dictionary, size, checksum)
 
 
-def unpack(body: bytes, dictionary: bytes | None) -> Any:
-    """The LimitedSizeDict of DynamoType values `pack` packed."""
+def unpack(packed: Packed) -> Any:
+    """The LimitedSizeDict of DynamoType values `pack` packed (new objects on every call)."""
     from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 
-    if dictionary is None:
-        data = zlib.decompress(body)
+    if packed.dictionary is None:
+        data = zlib.decompress(packed.body)
     else:
-        decompressor = zlib.decompressobj(zdict=dictionary)
-        data = decompressor.decompress(body) + decompressor.flush()
+        decompressor = zlib.decompressobj(zdict=packed.dictionary)
+        data = decompressor.decompress(packed.body) + decompressor.flush()
     attrs = LimitedSizeDict.__new__(LimitedSizeDict)
     dict.__init__(attrs)
     for name, plain in pickle.loads(data).items():
@@ -122,7 +136,7 @@ class PackedAttributes:
             if state.get("_attrs") is None:
                 with _lock:
                     if state.get("_attrs") is None:
-                        state["_attrs"] = unpack(packing.body, packing.dictionary)
+                        state["_attrs"] = unpack(packing.packed)
         try:
             return state["_attrs"]
         except KeyError:
@@ -163,14 +177,39 @@ def request_ended() -> None:
             if packing.users == 0 and attrs is not None:
                 candidates.append((item, packing, packing.touches, attrs))
     for item, packing, touches, attrs in candidates:
-        packed = pack(attrs)
+        packed = pack(attrs, packing.packed)
         if packed is None:
             continue
         with _lock:
             # Nobody touched the item since its attributes were read: they are what was packed.
             if packing.users == 0 and packing.touches == touches:
-                packing.body, packing.dictionary = packed
+                packing.packed = packed
                 item.__dict__["_attrs"] = None
+
+
+def size_of(item: Any) -> int:
+    """Item.size() of a stored item, without unpacking it when it is packed."""
+    packing = item.__dict__.get("_packing")
+    packed = packing.packed if packing is not None else None
+    if packed is not None and item.__dict__.get("_attrs") is None:
+        return packed.size
+    return item.size()
+
+
+def copy_of(item: Any) -> Any:
+    """A deep copy of a stored item (as copy.deepcopy makes it), unpacked from its packed form
+    when it is packed: the stored item is not unpacked, so it has nothing to pack again."""
+    from moto.dynamodb.models.dynamo_type import Item
+
+    packing = item.__dict__.get("_packing")
+    packed = packing.packed if packing is not None else None
+    if packed is None or item.__dict__.get("_attrs") is not None:
+        return copy.deepcopy(item)
+    copied = Item.__new__(Item)
+    copied.hash_key = copy.deepcopy(item.hash_key)
+    copied.range_key = copy.deepcopy(item.range_key)
+    copied.attrs = unpack(packed)
+    return copied
 
 
 def install() -> None:

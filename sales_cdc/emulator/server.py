@@ -411,19 +411,19 @@ def _scan_with_keys_parsed_once() -> None:
         page_size = 0
         last_evaluated_key = None
         for item in items[start:]:
-            size = item.size()
+            size = packed_items.size_of(item)
             if len(page) == limit or page_size + size > RESULT_SIZE_LIMIT:
                 last_evaluated_key = self._get_last_evaluated_key(page[-1], None)
                 break
             page.append(item)
             page_size += size
         scanned_count = len(page)
+        # Copies, as moto returns them; a packed item is copied from its packed form.
+        page = [packed_items.copy_of(item) for item in page]
         if filter_expression is not None:
             page = [item for item in page if filter_expression.expr(item)]  # type: ignore[attr-defined]
         if projection_expression:
             page = [item.project(projection_expression) for item in page]
-        else:
-            page = [copy.deepcopy(item) for item in page]
         return page, scanned_count, last_evaluated_key
 
     scan._sales_cdc_patched = True  # type: ignore[attr-defined]

@@ -48,10 +48,17 @@ def test_a_stored_item_is_packed_after_the_request_and_reads_back_as_written(aws
     stored = _stored(name, "o-1")
     packing = stored.__dict__["_packing"]
     assert stored.__dict__["_attrs"] is None and packing.users == 0
-    assert len(packing.body) < 300  # packed: moto's tree of objects for it takes ~2 KB
+    assert len(packing.packed.body) < 300  # packed: moto's tree of objects for it takes ~2 KB
+    assert packing.packed.size == stored.size() == packed_items.size_of(stored)
     assert ddb.get_item(TableName=name, Key={"orderId": {"S": "o-1"}})["Item"] == ORDER
+    assert stored.__dict__["_attrs"] is None  # packed again after the read
+    touches = packing.touches
     assert ddb.scan(TableName=name)["Items"] == [ORDER]
-    assert stored.__dict__["_attrs"] is None  # packed again after each read
+    assert ddb.scan(TableName=name, ProjectionExpression="tags")["Items"] == [
+        {"tags": ORDER["tags"]}
+    ]
+    # A Scan copies a packed item from its packed form: the stored item is not unpacked.
+    assert packing.touches == touches and stored.__dict__["_attrs"] is None
 
 
 def test_updates_in_place_are_packed_with_the_item(aws) -> None:
@@ -121,5 +128,9 @@ def test_pack_and_unpack_round_trip_every_attribute_type() -> None:
     item = Item(None, None, ORDER)  # type: ignore[arg-type]
     packed = packed_items.pack(item.attrs)
     assert packed is not None
-    assert packed_items.unpack(*packed) == item.attrs
-    assert type(packed_items.unpack(*packed)["photo"].value) is bytes
+    assert packed_items.unpack(packed) == item.attrs
+    assert type(packed_items.unpack(packed)["photo"].value) is bytes
+    assert packed.size == item.size()
+    assert packed_items.pack(item.attrs, packed) is packed  # unchanged: not compressed again
+    item.attrs["gift"].value = True
+    assert packed_items.pack(item.attrs, packed) != packed
