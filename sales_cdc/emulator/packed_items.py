@@ -95,8 +95,9 @@ def pack(attrs: dict[str, Any], previous: Packed | None = None) -> Packed | None
     return Packed(compressor.compress(data) + compressor.flush(), dictionary, size, checksum)
 
 
-def unpack(packed: Packed) -> Any:
-    """The LimitedSizeDict of DynamoType values `pack` packed (new objects on every call)."""
+def unpack(packed: Packed, names: frozenset[str] | None = None) -> Any:
+    """The LimitedSizeDict of DynamoType values `pack` packed (new objects on every call); only
+    the attributes in `names` when given."""
     from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 
     if packed.dictionary is None:
@@ -107,8 +108,9 @@ def unpack(packed: Packed) -> Any:
     attrs = LimitedSizeDict.__new__(LimitedSizeDict)
     dict.__init__(attrs)
     for name, plain in pickle.loads(data).items():
-        # the stored item passed moto's size check when it was written
-        dict.__setitem__(attrs, sys.intern(name), _typed(plain, DynamoType))
+        if names is None or name in names:
+            # the stored item passed moto's size check when it was written
+            dict.__setitem__(attrs, sys.intern(name), _typed(plain, DynamoType))
     return attrs
 
 
@@ -196,9 +198,10 @@ def size_of(item: Any) -> int:
     return item.size()
 
 
-def copy_of(item: Any) -> Any:
+def copy_of(item: Any, names: frozenset[str] | None = None) -> Any:
     """A deep copy of a stored item (as copy.deepcopy makes it), unpacked from its packed form
-    when it is packed: the stored item is not unpacked, so it has nothing to pack again."""
+    when it is packed: the stored item is not unpacked, so it has nothing to pack again. With
+    `names`, the copy may hold only those attributes (a projection on them follows)."""
     from moto.dynamodb.models.dynamo_type import Item
 
     packing = item.__dict__.get("_packing")
@@ -208,7 +211,7 @@ def copy_of(item: Any) -> Any:
     copied = Item.__new__(Item)
     copied.hash_key = copy.deepcopy(item.hash_key)
     copied.range_key = copy.deepcopy(item.range_key)
-    copied.attrs = unpack(packed)
+    copied.attrs = unpack(packed, names)
     return copied
 
 

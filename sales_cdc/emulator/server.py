@@ -418,8 +418,15 @@ def _scan_with_keys_parsed_once() -> None:
             page.append(item)
             page_size += size
         scanned_count = len(page)
-        # Copies, as moto returns them; a packed item is copied from its packed form.
-        page = [packed_items.copy_of(item) for item in page]
+        # Copies, as moto returns them; a packed item is copied from its packed form, in the
+        # attributes of a top-level projection only when no filter reads the others.
+        names = None
+        top_level = projection_expression and all(
+            len(path) == 1 and "[" not in path[0] for path in projection_expression
+        )
+        if top_level and filter_expression is None:
+            names = frozenset(path[0] for path in projection_expression)  # type: ignore[union-attr]
+        page = [packed_items.copy_of(item, names) for item in page]
         if filter_expression is not None:
             page = [item for item in page if filter_expression.expr(item)]  # type: ignore[attr-defined]
         if projection_expression:
@@ -759,12 +766,34 @@ def return_free_memory() -> bool:
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's malloc_trim, looked up once (find_library runs ldconfig)."""
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (find_library runs ldconfig)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's malloc_trim; None where the C library has none."""
+    return getattr(_libc(), "malloc_trim", None)
+
+
+# glibc's mallopt parameter for the number of malloc arenas (malloc.h: M_ARENA_MAX)
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> bool:
+    """Let the emulator's threads share MALLOC_ARENAS of glibc's malloc arenas.
+
+    glibc gives threads their own arenas, up to eight per core, and the emulator serves each
+    connection on its own thread: the objects a request keeps land in whichever arena its thread
+    had, each arena keeping its own partly used heap. Two arenas kept the emulator's memory about
+    a tenth lower over the soak. False where the C library has no mallopt (macOS, musl).
+    """
+    mallopt = getattr(_libc(), "mallopt", None)
+    return mallopt is not None and mallopt(M_ARENA_MAX, MALLOC_ARENAS) == 1
 
 
 class Emulator:
@@ -781,6 +810,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         _check_port_free(self.port)
+        limit_malloc_arenas()
         _treat_loopback_as_secure_transport()
         _glue_update_table_checks_version_id()
         _bound_streams_memory()

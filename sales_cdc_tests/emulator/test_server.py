@@ -311,6 +311,12 @@ def _rss_bytes() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
+def test_malloc_arenas_are_limited() -> None:
+    from sales_cdc.emulator.server import limit_malloc_arenas
+
+    assert limit_malloc_arenas() is True  # glibc accepted M_ARENA_MAX
+
+
 def test_return_free_memory_gives_freed_heap_pages_back():
     from sales_cdc.emulator.server import return_free_memory
 
