@@ -654,12 +654,8 @@ def _list_handler_methods_once() -> None:
     if getattr(moto.core.responses.method_names_from_class, "_sales_cdc_patched", False):
         return
     listed = functools.cache(moto.core.responses.method_names_from_class)
-
-    def method_names_from_class(clazz: object) -> list[str]:
-        return listed(clazz)
-
-    method_names_from_class._sales_cdc_patched = True  # type: ignore[attr-defined]
-    moto.core.responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
+    listed._sales_cdc_patched = True  # type: ignore[attr-defined]
+    moto.core.responses.method_names_from_class = listed  # type: ignore[assignment]
 
 
 def _keep_large_s3_bodies_on_disk() -> None:
