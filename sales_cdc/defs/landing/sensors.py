@@ -17,6 +17,7 @@ from sales_cdc.defs.asset_keys import (
     ORDERS_CURRENT,
     RAW_ORDERS_CDC,
 )
+from sales_cdc.defs.lake import catalog, projection
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import partition_of
 from sales_cdc.resources.aws import AwsResource
@@ -233,6 +234,21 @@ def merge_pending(instance: dg.DagsterInstance) -> bool:
     return False
 
 
+def lake_refresh_checks(assets: list[dg.AssetKey]) -> list[dg.AssetCheckKey]:
+    """The checks a lake_refresh run of `assets` runs: all of theirs but matches_dynamodb.
+
+    A RunRequest that names assets but no checks runs every check of those assets (Dagster
+    resolves it against the whole asset graph, not the job's selection): without this list the
+    reconciliation, which reads all of OrderTable and orders_current, would run in every merge.
+    """
+    return [
+        key
+        for checks in (*catalog.ASSET_CHECKS, *projection.ASSET_CHECKS)
+        for key in checks.check_keys
+        if key.asset_key in assets and key != MATCHES_DYNAMODB
+    ]
+
+
 def landing_run_requests(
     instance: dg.DagsterInstance, aws: AwsResource, folders: set[str], raw_state: dict[str, Any]
 ) -> list[dg.RunRequest]:
@@ -252,6 +268,7 @@ def landing_run_requests(
             run_key=f"landing-{raw_state['last_modified']}",
             job_name=lake_refresh_job.name,
             asset_selection=selection,
+            asset_check_keys=lake_refresh_checks(selection),
             tags={LAKE_TAG: "orders_current"},
         )
     ]

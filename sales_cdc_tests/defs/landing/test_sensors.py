@@ -200,6 +200,15 @@ def test_new_landing_objects_request_orders_current_once(provisioned: AwsResourc
             dg.AssetKey(["athena", "orders_current"]),
         ]
         assert request.tags["sales_cdc/lake"] == "orders_current"
+        # The run the daemon launches for it (the job subset it resolves): the rules and the
+        # crawl's checks, not the reconciliation with OrderTable, which has its own schedule.
+        run_job = defs.resolve_job_def(request.job_name).get_subset(
+            asset_selection=set(request.asset_selection),
+            asset_check_selection=set(request.asset_check_keys or ()) or None,
+        )
+        checks = {k.name for k in run_job.asset_layer.asset_graph.asset_check_keys}
+        assert {"raw_cdc_columns", "one_row_per_order", "landing_objects_readable"} <= checks
+        assert "matches_dynamodb" not in checks
         # Only error objects: the landing checks, nothing for the lake.
         _put_errors(provisioned, 1)
         [checks] = _tick(provisioned, instance, result.cursor).run_requests
