@@ -7,6 +7,7 @@ import bisect
 import copy
 import ctypes
 import ctypes.util
+import datetime as dt
 import errno
 import functools
 import json
@@ -18,13 +19,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Callable
 from types import FrameType
 
 from moto.server import ThreadedMotoServer
 
 from sales_cdc.emulator import packed_items
+from sales_cdc.emulator.record_log import KinesisRecords, RecordLog
 from sales_cdc.settings import DEFAULT_EMULATOR_PORT
 
 HOST = "127.0.0.1"
@@ -117,94 +118,38 @@ SHARD_ITERATOR_LIFETIME_SECONDS = 15 * 60
 ITERATOR_PRUNE_INTERVAL_SECONDS = 10.0
 
 
-class _SharedDictionary:
-    """zlib with a preset dictionary: the first record its shard stored.
+class _KinesisRecord:
+    """A Kinesis record as moto's readers (GetRecords, resharding) read a Record, built from its
+    shard's KinesisRecords when read: `data` is base64 text, as on moto's Record."""
 
-    The records of one shard repeat most of their text (attribute names and types, the table's
-    ARN, the pipe's envelope), so with the first record as a preset dictionary each record
-    compresses to little more than what differs: less than half of compressing it alone.
-    """
-
-    __slots__ = ("zdict",)
-
-    def __init__(self, sample: bytes) -> None:
-        self.zdict = sample[-32768:]  # zlib's window: a longer dictionary is not used
-
-    def compress(self, data: bytes) -> bytes:
-        compressor = zlib.compressobj(zdict=self.zdict)
-        return compressor.compress(data) + compressor.flush()
-
-    def decompress(self, body: bytes) -> bytes:
-        decompressor = zlib.decompressobj(zdict=self.zdict)
-        return decompressor.decompress(body) + decompressor.flush()
-
-
-def _shard_dictionary(shard: object, first: bytes) -> _SharedDictionary:
-    """The shard's shared dictionary, made from `first` when the shard stores its first record."""
-    dictionary = getattr(shard, "_sales_cdc_dictionary", None)
-    if dictionary is None:
-        dictionary = _SharedDictionary(first)
-        shard._sales_cdc_dictionary = dictionary  # type: ignore[attr-defined]
-    return dictionary
-
-
-class _StoredStreamRecord:
-    """A DynamoDB stream record kept as compressed JSON (moto keeps a dict of dicts, 10x more)."""
-
-    __slots__ = ("body", "created", "dictionary")
-
-    def __init__(self, data: bytes, dictionary: _SharedDictionary, created: float) -> None:
-        self.body = dictionary.compress(data)
-        self.dictionary = dictionary
-        self.created = created
-
-    def to_json(self) -> dict:
-        return json.loads(self.dictionary.decompress(self.body))
-
-
-class _StoredKinesisRecord:
-    """A Kinesis record as moto's Record reads it, its data kept compressed (not as base64 text).
-
-    moto keeps each record's data as base64 text in an object with a dict of attributes: about
-    twice the data itself. Readers (GetRecords, resharding) see the same attributes as on moto's
-    Record: `data` is the base64 text, rebuilt when read.
-    """
-
-    __slots__ = (
-        "partition_key",
-        "body",
-        "dictionary",
-        "sequence_number",
-        "explicit_hash_key",
-        "created_at_datetime",
-        "created_at",
-    )
+    __slots__ = ("body", "created_at", "explicit_hash_key", "partition_key", "sequence_number")
 
     def __init__(
         self,
-        partition_key: str,
-        data: bytes,
-        dictionary: _SharedDictionary,
         sequence_number: int,
-        explicit_hash_key: str,
+        partition_key: str,
+        explicit_hash_key: str | None,
+        body: bytes,
+        created_at: float,
     ) -> None:
-        from moto.core.utils import unix_time, utcnow
-
-        self.partition_key = partition_key
-        self.body = dictionary.compress(data)
-        self.dictionary = dictionary
         self.sequence_number = sequence_number
+        self.partition_key = partition_key
         self.explicit_hash_key = explicit_hash_key
-        self.created_at_datetime = utcnow()
-        self.created_at = unix_time(self.created_at_datetime)
+        self.body = body
+        self.created_at = created_at
 
     @property
     def data(self) -> str:
-        return base64.b64encode(self.dictionary.decompress(self.body)).decode()
+        return base64.b64encode(self.body).decode()
+
+    @property
+    def created_at_datetime(self) -> dt.datetime:
+        """The arrival time as moto's utcnow() gives it: a naive UTC datetime."""
+        return dt.datetime.fromtimestamp(self.created_at, dt.UTC).replace(tzinfo=None)
 
     def to_json(self) -> dict:
         return {
-            "Data": self.dictionary.decompress(self.body),
+            "Data": self.body,
             "PartitionKey": self.partition_key,
             "SequenceNumber": str(self.sequence_number),
             "ApproximateArrivalTimestamp": self.created_at_datetime,
@@ -219,7 +164,8 @@ def _bound_streams_memory() -> None:
     sustained load its memory and CPU grow without end. Here, as on AWS, stream records older than
     their retention are trimmed (a read before the trim horizon gets TrimmedDataAccessException),
     shard iterators expire after 15 minutes (ExpiredIteratorException), and reads and writes of a
-    Kinesis shard cost the same whatever its length.
+    Kinesis shard cost the same whatever its length. Each shard keeps its records compressed in one
+    RecordLog (sales_cdc/emulator/record_log.py), not as objects.
     """
     from moto.core.exceptions import JsonRESTError
     from moto.dynamodb.models.table import StreamRecord, StreamShard
@@ -233,25 +179,24 @@ def _bound_streams_memory() -> None:
     original_iterator_init = ShardIterator.__init__
     original_put = Stream.put_record
     original_shard_get = Shard.get_records
+    original_shard_init = Shard.__init__
+    original_shard_put = Shard.put_record
 
     def add(self: StreamShard, old: object, new: object) -> None:
         if self.table.lambda_event_source_mappings:  # moto's own Lambda delivery: unchanged
             return original_add(self, old, new)
+        if not isinstance(self.items, RecordLog):  # moto's list, empty (a new shard)
+            self.items = RecordLog()
         event_name = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
         trimmed = getattr(self, "_trimmed", 0)
         seq = self.starting_sequence_number + trimmed + len(self.items)
         view = self.table.stream_specification["StreamViewType"]
         record = StreamRecord(self.table, view, event_name, old, new, seq).to_json()
-        data = dynamo_json_dump(record).encode()
         now = time.time()
-        self.items.append(_StoredStreamRecord(data, _shard_dictionary(self, data), now))
-        horizon = now - STREAM_RECORD_RETENTION_SECONDS
-        drop = 0
-        while drop < len(self.items) and getattr(self.items[drop], "created", now) < horizon:
-            drop += 1
-        if drop:
-            del self.items[:drop]
-            self._trimmed = trimmed + drop
+        self.items.append(dynamo_json_dump(record).encode(), now)
+        dropped = self.items.trim_before(now - STREAM_RECORD_RETENTION_SECONDS)
+        if dropped:
+            self._trimmed = trimmed + dropped
 
     def get(self: StreamShard, start: int, quantity: int) -> list[dict]:
         index = start - self.starting_sequence_number - getattr(self, "_trimmed", 0)
@@ -260,7 +205,8 @@ def _bound_streams_memory() -> None:
                 "TrimmedDataAccessException",
                 f"sequence number {start} is beyond the stream's 24-hour retention",
             )
-        return [i.to_json() for i in self.items[index : index + quantity]]
+        stop = min(index + quantity, len(self.items))
+        return [json.loads(self.items[i]) for i in range(index, stop)]
 
     def iterator_init(self: ShardIterator, streams_backend, stream_shard, kind, seq=None):
         original_iterator_init(self, streams_backend, stream_shard, kind, seq)
@@ -287,30 +233,36 @@ def _bound_streams_memory() -> None:
         # https://docs.aws.amazon.com/streams/latest/dev/kinesis-extended-retention.html
         horizon = time.time() - self.retention_period_hours * 3600
         for shard in self.shards.values():
-            while shard.records and next(iter(shard.records.values())).created_at < horizon:
-                shard.records.popitem(last=False)
+            if isinstance(shard.records, KinesisRecords):
+                shard.records.trim_before(horizon)
+            else:  # a shard closed by resharding: moto emptied it
+                while shard.records and next(iter(shard.records.values())).created_at < horizon:
+                    shard.records.popitem(last=False)
         return result
+
+    def shard_init(self: Shard, *args: object, **kwargs: object) -> None:
+        original_shard_init(self, *args, **kwargs)
+        self.records = KinesisRecords(_KinesisRecord)
 
     def shard_get_records(self: Shard, last_sequence_id: str, limit: int | None):
         records = self.records
-        if not records:
+        if not isinstance(records, KinesisRecords) or not records:
             return original_shard_get(self, last_sequence_id, limit)
-        first, last = next(iter(records)), next(reversed(records))
-        if last - first + 1 != len(records):  # not consecutive (resharded): moto's own scan
-            return original_shard_get(self, last_sequence_id, limit)
+        first, last = records.keys()[0], records.keys()[-1]
         start = max(int(last_sequence_id) + 1, first)
         stop = last + 1 if limit is None else min(last + 1, start + limit)
         results = [records[n] for n in range(start, stop)]
         if not results:
             return results, int(last_sequence_id), 0
-        behind = records[last].created_at - results[-1].created_at
+        behind = records.created(last) - results[-1].created_at
         return results, results[-1].sequence_number, int(behind * 1000)
 
     def shard_put_record(self: Shard, partition_key: str, data: str, explicit_hash_key: str) -> str:
+        if not isinstance(self.records, KinesisRecords):  # a shard closed by resharding
+            return original_shard_put(self, partition_key, data, explicit_hash_key)
         sequence_number = self.get_max_sequence_number() + 1
-        body = base64.b64decode(data)
-        self.records[sequence_number] = _StoredKinesisRecord(
-            partition_key, body, _shard_dictionary(self, body), sequence_number, explicit_hash_key
+        self.records.append(
+            sequence_number, partition_key, explicit_hash_key, base64.b64decode(data), time.time()
         )
         return str(sequence_number)
 
@@ -320,6 +272,7 @@ def _bound_streams_memory() -> None:
     ShardIterator.__init__ = iterator_init  # type: ignore[method-assign]
     DynamoDBStreamsBackend.get_records = get_records  # type: ignore[method-assign]
     Stream.put_record = put_record  # type: ignore[method-assign]
+    Shard.__init__ = shard_init  # type: ignore[method-assign]
     Shard.get_records = shard_get_records  # type: ignore[method-assign]
     Shard.put_record = shard_put_record  # type: ignore[method-assign]
     Shard.get_max_sequence_number = lambda self: next(reversed(self.records), 0)  # type: ignore[method-assign]

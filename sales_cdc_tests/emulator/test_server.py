@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sales_cdc.emulator.record_log import KinesisRecords, RecordLog
 from sales_cdc.emulator.server import Emulator, EmulatorError, free_port
 
 
@@ -225,10 +226,32 @@ def test_kinesis_records_are_stored_compressed_and_read_back_as_written(aws) -> 
 
     backend = kinesis_backends["123456789012"]["us-east-1"].streams[name]
     stored = next(iter(backend.shards.values())).records
-    first = next(iter(stored.values()))
-    assert not hasattr(first, "__dict__")  # slots only, no dict per record
-    assert len(first.body) < len(written[0][0]) // 4  # the repeated JSON, compressed
+    assert isinstance(stored, KinesisRecords)  # one compressed buffer, no object per record
+    assert stored.nbytes() < len(written[0][0]) // 2  # the repeated JSON, compressed
+    first = stored[int(sequence_numbers[0])]
     assert base64.b64decode(first.data) == written[0][0]  # moto's readers see base64 text
+    assert first.partition_key == "order-1" and first.explicit_hash_key is None
+    kinesis.delete_stream(StreamName=name)
+
+
+def test_kinesis_records_survive_resharding(aws) -> None:
+    # UpdateShardCount splits the shard; the runtime reads parents before children.
+    # https://docs.aws.amazon.com/kinesis/latest/APIReference/API_UpdateShardCount.html
+    kinesis, name, _ = _kinesis_stream(aws, "reshard")
+    for n in range(5):
+        kinesis.put_record(StreamName=name, Data=f"before-{n}".encode(), PartitionKey=f"k{n}")
+    kinesis.update_shard_count(StreamName=name, TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+    for n in range(5):
+        kinesis.put_record(StreamName=name, Data=f"after-{n}".encode(), PartitionKey=f"k{n}")
+    seen = []
+    for shard in kinesis.list_shards(StreamName=name)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        seen += [r["Data"].decode() for r in kinesis.get_records(ShardIterator=iterator)["Records"]]
+    assert sorted(seen) == sorted(
+        [f"before-{n}" for n in range(5)] + [f"after-{n}" for n in range(5)]
+    )
     kinesis.delete_stream(StreamName=name)
 
 
@@ -260,8 +283,11 @@ def test_stream_records_are_stored_compressed_and_read_back_as_written(aws) -> N
     assert modified["dynamodb"]["NewImage"] == changed
     assert inserted["dynamodb"]["Keys"] == {"orderId": {"S": "o-1"}}
 
-    stored = dynamodb_backends["123456789012"]["us-east-1"].tables[table].stream_shard.items[0]
-    assert len(stored.body) < len(json.dumps(inserted["dynamodb"]["NewImage"], default=str)) // 2
+    stored = dynamodb_backends["123456789012"]["us-east-1"].tables[table].stream_shard.items
+    assert isinstance(stored, RecordLog)  # one compressed buffer, no object per record
+    assert (
+        len(stored.stored(0)) < len(json.dumps(inserted["dynamodb"]["NewImage"], default=str)) // 2
+    )
 
 
 def test_items_of_a_table_share_their_attribute_names(aws) -> None:
