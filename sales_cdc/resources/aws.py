@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
 
 from sales_cdc.settings import Settings
 from sales_cdc.stack import Stack
+
+
+@functools.cache
+def _service_models() -> botocore.loaders.Loader:
+    """botocore's loader of service models, shared by every session of the process.
+
+    Each boto3 session has a loader of its own that parses the JSON models of the services it
+    makes clients for (S3's model and endpoint rules alone are about 0.6 MB of JSON); a run builds
+    a few sessions (one per resource), which parsed them again each time.
+    """
+    return botocore.loaders.create_loader()
 
 
 class AwsResource(ResourceWithBoto3Configuration):
@@ -49,7 +63,10 @@ class AwsResource(ResourceWithBoto3Configuration):
     def client(self, service: str) -> Any:
         """A boto3 client for `service`, with the deployment's region, endpoint and retries."""
         if self._session is None:
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _service_models())
             self._session = boto3.session.Session(
+                botocore_session=core,
                 profile_name=self.profile_name,
                 aws_access_key_id=self.aws_access_key_id,
                 aws_secret_access_key=self.aws_secret_access_key,
