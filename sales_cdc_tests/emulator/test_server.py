@@ -336,13 +336,47 @@ def _rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * 4096
 
 
+# Run in a fresh interpreter, as the emulator starts: the test process's heaps hold free chunks
+# of earlier tests, from which glibc serves a large block without asking for new memory at all.
+_LARGE_BLOCK_SCRIPT = """
+import ctypes
+from sales_cdc.emulator.server import return_free_memory, tune_malloc
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Mallinfo2
+assert tune_malloc()
+large = bytearray(16 << 20)
+del large  # by default glibc would now carve blocks of up to 16 MB from its heap
+return_free_memory()
+before = libc.mallinfo2().hblkhd
+buffer = bytearray(8 << 20)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+def test_malloc_keeps_large_blocks_out_of_the_heaps() -> None:
+    from sales_cdc.emulator.server import tune_malloc
+
+    assert tune_malloc() is True  # glibc accepted M_ARENA_MAX and M_MMAP_THRESHOLD
+    # With the threshold fixed, an 8 MB buffer is mmapped (and unmapped when freed) even after a
+    # 16 MB block was freed, which raises glibc's threshold by default (mallopt(3)).
+    result = subprocess.run(
+        [sys.executable, "-c", _LARGE_BLOCK_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert int(result.stdout) >= 8 << 20
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
-def test_malloc_arenas_are_limited() -> None:
-    from sales_cdc.emulator.server import limit_malloc_arenas
-
-    assert limit_malloc_arenas() is True  # glibc accepted M_ARENA_MAX
-
-
 def test_return_free_memory_gives_freed_heap_pages_back():
     from sales_cdc.emulator.server import return_free_memory
 
