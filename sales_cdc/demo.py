@@ -97,6 +97,25 @@ def descendants(pid: int) -> dict[int, str | None]:
     return found
 
 
+def session_members(session: int) -> dict[int, str | None]:
+    """Every process of the session `session` with its start time; Linux only.
+
+    A child started in a session of its own leaves there what it starts, even what outlives it
+    (reparented to init, out of reach of `descendants`): a run Dagster launched while the demo
+    was stopping, for instance.
+    """
+    if not Path("/proc").is_dir():
+        return {}
+    found: dict[int, str | None] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[3]) == session:
+                    found[int(entry.name)] = fields[19]
+    return found
+
+
 def running(pid: int, started: str | None) -> bool:
     """The process recorded as (pid, start time) still runs (not gone, reused, or a zombie)."""
     try:
@@ -321,7 +340,8 @@ class Demo:
                 except subprocess.TimeoutExpired:
                     os.killpg(child.process.pid, signal.SIGKILL)
                     child.process.wait()
-            _end_leftovers(below)
+            # ... and what was started in its session meanwhile (children start in their own).
+            _end_leftovers({**below, **session_members(child.process.pid)})
             print(f"  stopped {child.name}", flush=True)
             child.log.close()
         self.children.clear()

@@ -37,6 +37,38 @@ def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -
     assert time.monotonic() - started < 60
 
 
+def test_stop_ends_what_a_child_started_in_its_session_while_stopping(tmp_path: Path) -> None:
+    # A child that, when told to stop, starts one more process in its own session and exits: as
+    # Dagster's daemon can launch one last run while `dagster dev` shuts down. The process
+    # outlives the child (reparented to init), out of reach of its process tree.
+    late = tmp_path / "late.pid"
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "def stop(*_):\n"
+        "    late = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"    open({str(late)!r}, 'w').write(str(late.pid))\n"
+        "    os._exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    log_path = tmp_path / "child.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=log)
+    deadline = time.monotonic() + 30
+    while b"ready" not in log_path.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    demo = Demo(emulator_port=1, ui_port=2, state_dir=tmp_path)
+    demo.children.append(Child("child", process, log_path, log))
+    demo.stop()
+    assert process.poll() is not None
+    pid = int(late.read_text())
+    assert (
+        not Path(f"/proc/{pid}").exists()
+        or Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    )
+
+
 def test_the_instance_runs_one_lake_write_of_each_kind_at_a_time(tmp_path: Path) -> None:
     import shutil
 
