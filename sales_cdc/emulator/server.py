@@ -317,7 +317,7 @@ def _scan_with_keys_parsed_once() -> None:
     For every page, moto's Scan sorts the whole table comparing DynamoType keys (each comparison
     parses both values again), walks it item by item to the page's start key, and deep-copies
     each item before projecting it. A parallel Scan of 20,000 orders cost the emulator about
-    20 s, and the demo's reconciliation scans OrderTable every minute. Here the items are sorted
+    20 s, and the demo's reconciliation scans OrderTable every 5 minutes. Here the items are sorted
     by keys parsed once, the page starts by bisection, and a packed item (packed_items) is sized
     and copied from its packed form, in the projected attributes only when no filter reads the
     others. Each page still sorts its segment of the table, as moto's does. Same pages as moto's

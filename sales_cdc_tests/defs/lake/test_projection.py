@@ -337,6 +337,31 @@ def test_reconciliation_passes_when_equal_and_lists_mismatches(lake: AwsResource
     )
 
 
+def test_reconciliation_scans_in_small_pages_and_reads_every_order_once(
+    lake: AwsResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sales_cdc.defs.lake import projection
+
+    _put_orders(lake, {f"o{n}": ("PLACED", 1, "1.00") for n in range(23)})
+    monkeypatch.setattr(projection, "SCAN_PAGE_ITEMS", 2)
+    limits: list[int] = []
+    client = AwsResource.client
+
+    def counting_client(self: AwsResource, service: str):
+        made = client(self, service)
+        made.meta.events.register(
+            "provide-client-params.dynamodb.Scan",
+            lambda params, **_: limits.append(params["Limit"]),
+        )
+        return made
+
+    monkeypatch.setattr(AwsResource, "client", counting_client)
+    orders = projection.scan_orders(lake)
+    assert sorted(orders) == sorted(f"o{n}" for n in range(23))
+    # Limit on every request: each page holds at most SCAN_PAGE_ITEMS, whatever the table's size
+    assert limits and set(limits) == {2} and len(limits) >= 23 // 2
+
+
 def test_lake_refresh_runs_the_rules_but_reconciles_on_its_own_schedule(lake: AwsResource):
     """A merge run reads what changed; matches_dynamodb (all of OrderTable and orders_current)
     runs in reconcile_orders, on reconcile_schedule, once orders_current exists."""
@@ -353,7 +378,7 @@ def test_lake_refresh_runs_the_rules_but_reconciles_on_its_own_schedule(lake: Aw
     assert {"one_row_per_order", "landing_objects_readable"} <= checks("lake_refresh")
     assert checks("reconcile_orders") == {"matches_dynamodb"}
 
-    for env, cron in (("local", "* * * * *"), ("aws", "30 * * * *")):
+    for env, cron in (("local", "*/5 * * * *"), ("aws", "30 * * * *")):
         schedule = build_reconcile_schedule(load_declaration(env)["schedules"])
         assert schedule.cron_schedule == cron
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
