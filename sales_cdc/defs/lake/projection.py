@@ -34,6 +34,10 @@ from sales_cdc.resources.query import QueryEngine, read_sql
 
 TABLE = "orders_current"
 SCAN_SEGMENTS = 4
+# Items per Scan page of the reconciliation (Limit). DynamoDB caps a page at 1 MB, several thousand
+# orders: smaller pages keep what each request holds at once small, on both ends, for the same
+# read capacity. https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Scan.html#Scan.Limit
+SCAN_PAGE_ITEMS = 1000
 READ_THREADS = 8
 # A DynamoDB change newer than (newest landed event - this) may still be on its way to the lake.
 IN_FLIGHT_MARGIN = dt.timedelta(seconds=60)
@@ -333,6 +337,7 @@ def scan_orders(aws: AwsResource, segments: int = SCAN_SEGMENTS) -> dict[str, di
             TotalSegments=segments,
             ProjectionExpression="orderId, #s, version, totalAmount, updatedAt",
             ExpressionAttributeNames={"#s": "status"},
+            PaginationConfig={"PageSize": SCAN_PAGE_ITEMS},
         )
         for page in pages:
             items.extend(page.get("Items", []))
