@@ -67,32 +67,31 @@ def _wait_http(url: str, timeout: float, child: Child) -> None:
     raise DemoError(f"{child.name} did not answer on {url} within {timeout:.0f}s:\n{_tail(child)}")
 
 
-def _process_tree() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
+def _stats() -> dict[int, list[str]]:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, session, ...),
+    of every process."""
+    stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+            with contextlib.suppress(OSError, IndexError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    return stats
 
 
 def descendants(pid: int) -> dict[int, str | None]:
     """Every process below `pid` with its start time (to tell a reused pid apart); Linux only."""
     if not Path("/proc").is_dir():
         return {}
-    tree, found, todo = _process_tree(), {}, [pid]
+    stats = _stats()
+    tree: dict[int, list[int]] = {}
+    for process, fields in stats.items():
+        tree.setdefault(int(fields[1]), []).append(process)
+    found: dict[int, str | None] = {}
+    todo = [pid]
     while todo:
         for child in tree.get(todo.pop(), []):
             if child not in found:
-                found[child] = _start_time(child)
+                found[child] = stats[child][19]
                 todo.append(child)
     return found
 
@@ -106,14 +105,7 @@ def session_members(session: int) -> dict[int, str | None]:
     """
     if not Path("/proc").is_dir():
         return {}
-    found: dict[int, str | None] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[3]) == session:
-                    found[int(entry.name)] = fields[19]
-    return found
+    return {pid: fields[19] for pid, fields in _stats().items() if int(fields[3]) == session}
 
 
 def running(pid: int, started: str | None) -> bool:

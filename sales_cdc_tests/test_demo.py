@@ -12,6 +12,22 @@ from sales_cdc.demo import Child, Demo, descendants, running
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")
 
 
+def _demo_with_child(tmp_path: Path, script: str) -> tuple[Demo, subprocess.Popen]:
+    """A Demo whose one child runs `script` in a session of its own, as Demo.start starts it."""
+    log_path = tmp_path / "child.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=log)
+    demo = Demo(emulator_port=1, ui_port=2, state_dir=tmp_path)
+    demo.children.append(Child("child", process, log_path, log))
+    return demo, process
+
+
+def _wait_until(condition, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -> None:
     # a child that starts a grandchild in a session of its own, then ignores SIGTERM itself
     script = (
@@ -21,15 +37,10 @@ def test_stop_ends_what_a_child_left_behind_in_another_session(tmp_path: Path) -
         " start_new_session=True)\n"
         "time.sleep(300)\n"
     )
-    log_path = tmp_path / "child.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=log)
-    deadline = time.monotonic() + 30
-    while not (below := descendants(process.pid)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    demo, process = _demo_with_child(tmp_path, script)
+    _wait_until(lambda: descendants(process.pid))
+    below = descendants(process.pid)
     assert below, "the grandchild never started"
-    demo = Demo(emulator_port=1, ui_port=2, state_dir=tmp_path)
-    demo.children.append(Child("child", process, log_path, log))
     started = time.monotonic()
     demo.stop()
     assert process.poll() is not None
@@ -52,14 +63,8 @@ def test_stop_ends_what_a_child_started_in_its_session_while_stopping(tmp_path: 
         "print('ready', flush=True)\n"
         "time.sleep(300)\n"
     )
-    log_path = tmp_path / "child.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=log)
-    deadline = time.monotonic() + 30
-    while b"ready" not in log_path.read_bytes() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    demo = Demo(emulator_port=1, ui_port=2, state_dir=tmp_path)
-    demo.children.append(Child("child", process, log_path, log))
+    demo, process = _demo_with_child(tmp_path, script)
+    _wait_until(lambda: b"ready" in (tmp_path / "child.log").read_bytes())
     demo.stop()
     assert process.poll() is not None
     pid = int(late.read_text())

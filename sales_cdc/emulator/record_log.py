@@ -138,7 +138,7 @@ RecordFactory = Callable[[int, str, "str | None", bytes, float], Any]
 class KinesisRecords:
     """A Kinesis shard's records by sequence number, read and written as moto reads and writes
     `Shard.records` (an OrderedDict of Record): in order, each new one after the last, old ones
-    removed from the front. A record read is built on the spot by `make_record`."""
+    trimmed from the front. A record read is built on the spot by `make_record`."""
 
     __slots__ = ("_first", "_log", "_make_record")
 
@@ -158,9 +158,6 @@ class KinesisRecords:
 
     def __reversed__(self) -> Iterator[int]:
         return reversed(self.keys())
-
-    def __contains__(self, sequence_number: object) -> bool:
-        return sequence_number in self.keys()
 
     def __getitem__(self, sequence_number: int) -> Any:
         index = sequence_number - self._first
@@ -196,19 +193,6 @@ class KinesisRecords:
                 f"{self._first + len(self._log) - 1}"
             )
         self._log.append(kinesis_blob(partition_key, explicit_hash_key, data), created)
-
-    def popitem(self, last: bool = True) -> tuple[int, Any]:
-        """The oldest record, removed (as moto trims an OrderedDict: popitem(last=False))."""
-        if last or not self._log:
-            raise KeyError("only the oldest record of a shard can be removed")
-        first = self._first
-        record = self[first]
-        self.trim_first(1)
-        return first, record
-
-    def trim_first(self, count: int) -> None:
-        self._log.drop_first(count)
-        self._first += count
 
     def trim_before(self, horizon: float) -> int:
         """Drop the records that arrived before `horizon`; how many were dropped."""
