@@ -38,7 +38,7 @@ SCHEDULES = {
     "reconcile_schedule",
 }
 SENSORS = {"landing_objects_sensor", "aggregates_sensor"}
-RESOURCES = {"aws", "s3", "query_engine", "crawler", "transform"}
+RESOURCES = {"aws", "query_engine", "crawler", "transform"}
 
 
 def test_code_location_loads_with_every_definition():

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster_aws.s3 import S3Resource
-
 from sales_cdc.resources.aws import AwsResource
 from sales_cdc.resources.crawler import EmbeddedCrawlerResource, GlueCrawlerResource
 from sales_cdc.resources.query import AthenaQueryEngine, DuckDBQueryEngine
@@ -16,12 +14,7 @@ from sales_cdc.settings import Settings
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for `settings.env`: the one place that chooses embedded or AWS."""
     aws = AwsResource.from_settings(settings)
-    resources: dict[str, Any] = {
-        "aws": aws,
-        "s3": S3Resource(
-            region_name=settings.region, endpoint_url=settings.endpoint_url, max_attempts=10
-        ),
-    }
+    resources: dict[str, Any] = {"aws": aws}
     resources["crawler"] = (
         EmbeddedCrawlerResource(aws=aws) if settings.is_local else GlueCrawlerResource(aws=aws)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Literal
 
 import boto3
@@ -27,6 +28,31 @@ def _service_models() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
+_local = threading.local()
+
+
+def _thread_session(credentials: tuple[str | None, ...]) -> boto3.session.Session:
+    """This thread's boto3 session for these credentials (profile, key id, secret, token).
+
+    Dagster builds a sensor's resources anew on every tick: a new session each time registered
+    botocore's handlers and built its endpoint resolver again (a quarter of a landing sensor
+    tick's CPU). A session is not thread-safe, its clients are: one per thread.
+    """
+    sessions = _local.__dict__.setdefault("sessions", {})
+    if credentials not in sessions:
+        profile, key_id, secret, token = credentials
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _service_models())
+        sessions[credentials] = boto3.session.Session(
+            botocore_session=core,
+            profile_name=profile,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+        )
+    return sessions[credentials]
+
+
 class AwsResource(ResourceWithBoto3Configuration):
     """boto3 clients for the deployment, and the resolved stack (names, ARNs, settings)."""
 
@@ -36,7 +62,6 @@ class AwsResource(ResourceWithBoto3Configuration):
         default="standard", description="botocore retry mode for every client."
     )
     _stack: Stack | None = PrivateAttr(default=None)
-    _session: Any = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AwsResource:
@@ -62,17 +87,13 @@ class AwsResource(ResourceWithBoto3Configuration):
 
     def client(self, service: str) -> Any:
         """A boto3 client for `service`, with the deployment's region, endpoint and retries."""
-        if self._session is None:
-            core = botocore.session.get_session()
-            core.register_component("data_loader", _service_models())
-            self._session = boto3.session.Session(
-                botocore_session=core,
-                profile_name=self.profile_name,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
-            )
-        return self._session.client(
+        credentials = (
+            self.profile_name,
+            self.aws_access_key_id,
+            self.aws_secret_access_key,
+            self.aws_session_token,
+        )
+        return _thread_session(credentials).client(
             service,
             region_name=self.region_name,
             endpoint_url=self.endpoint_url,

@@ -7,7 +7,6 @@ from typing import Any
 
 import dagster as dg
 from botocore.exceptions import ClientError
-from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.sensor import get_objects
 
 from sales_cdc.defs.asset_keys import (
@@ -108,9 +107,9 @@ def build_landing_objects_sensor(landing: dict[str, Any]) -> dg.SensorDefinition
         ),
     )
     def landing_objects_sensor(
-        context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource
+        context: dg.SensorEvaluationContext, aws: AwsResource
     ) -> dg.SensorResult | dg.SkipReason:
-        return evaluate_landing_objects(context, aws, s3, limit)
+        return evaluate_landing_objects(context, aws, limit)
 
     return landing_objects_sensor
 
@@ -127,11 +126,11 @@ def bucket_exists(client: Any, bucket: str) -> bool:
 
 
 def evaluate_landing_objects(
-    context: dg.SensorEvaluationContext, aws: AwsResource, s3: S3Resource, limit: int
+    context: dg.SensorEvaluationContext, aws: AwsResource, limit: int
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of landing_objects_sensor: at most `limit` new objects of each prefix."""
     stack = aws.stack()
-    client = s3.get_client()
+    client = aws.client("s3")
     if not bucket_exists(client, stack.bucket):
         # Dagster runs before the stack is provisioned: nothing can have landed yet.
         return dg.SkipReason(

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from sales_cdc.definitions import defs
 from sales_cdc.defs.asset_keys import ERRORS_ORDERS_CDC, RAW_ORDERS_CDC
@@ -61,10 +60,7 @@ def _put_errors(aws: AwsResource, count: int) -> None:
 
 
 def _tick(aws: AwsResource, instance: dg.DagsterInstance, cursor: str | None):
-    s3 = S3Resource(region_name="us-east-1", endpoint_url=aws.endpoint_url)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"aws": aws, "s3": s3}
-    )
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"aws": aws})
     return landing_objects_sensor(context)
 
 
@@ -99,7 +95,12 @@ def test_sensor_records_each_new_batch_once_from_the_listing_alone(
     provisioned: AwsResource, monkeypatch: pytest.MonkeyPatch
 ):
     s3 = CountingS3(provisioned.client("s3"))
-    monkeypatch.setattr(S3Resource, "get_client", lambda self: s3)
+    client = AwsResource.client
+    monkeypatch.setattr(
+        AwsResource,
+        "client",
+        lambda self, service: s3 if service == "s3" else client(self, service),
+    )
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(provisioned, instance, None), dg.SkipReason)
         first = _put_landing(
