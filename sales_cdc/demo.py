@@ -27,7 +27,7 @@ from sales_cdc.stack import REPO_ROOT
 
 DEMO_DIR = REPO_ROOT / ".demo"
 # The Dagster instance's settings (infra/dagster.yaml, also the one to use on aws): queued runs
-# picked up every second, sensors evaluated side by side, one lake-writing run at a time.
+# picked up every half second, sensors evaluated side by side, one lake-writing run at a time.
 DAGSTER_YAML = REPO_ROOT / "infra" / "dagster.yaml"
 
 
