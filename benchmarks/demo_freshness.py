@@ -4,6 +4,10 @@ Starts `sales-cdc demo` on free ports (its own state directory), lets the pipeli
 writes probe orders straight into OrderTable at a steady pace while the demo's own generator keeps
 running. Each probe has a category of its own, so the moment it becomes visible is observable both
 in athena/orders_current (its order_id) and in athena/daily_sales_by_category (its category).
+Probes are `--every` seconds plus a random 0-5 s apart: a fixed spacing that is a multiple of
+Dagster's 5 s sensor loop would land every probe at the same point of the loop, and every probe
+would wait the same part of it. A probe counts as visible from the start of the first query that
+returned it (that query read a snapshot committed before it started); queries repeat every 0.5 s.
 Prints p50 / p95 / max of both latencies, and where the seconds go (medians over the probes):
 Firehose buffer (write -> object in S3), landing sensor (-> run requested), queue (-> run
 dequeued), process + code-location load (-> run started), the wait for the orders_current pool
@@ -33,6 +37,8 @@ from pathlib import Path
 from faker import Faker
 
 REPO = Path(__file__).resolve().parents[1]
+# Dagster's sensor daemon passes over the sensors every 5 s (MIN_INTERVAL_LOOP_TIME).
+SENSOR_LOOP_SECONDS = 5.0
 sys.path.insert(0, str(REPO))
 
 from sales_cdc.defs.orders.generator import new_order  # noqa: E402
@@ -241,7 +247,7 @@ def main() -> None:
         for name, seconds in sorted(firsts.items(), key=lambda item: item[1] or 1e9):
             print(f"  {name:<36} {'-' if seconds is None else f'{seconds:6.1f}'}")
 
-        rng, fake = random.Random(7), Faker()
+        rng, jitter, fake = random.Random(7), random.Random(11), Faker()
         fake.seed_instance(7)
         written: dict[str, tuple[float, str]] = {}  # order_id -> (write time, category)
         wall: dict[str, float] = {}  # order_id -> epoch seconds of the write
@@ -258,20 +264,22 @@ def main() -> None:
                 written[order["orderId"]] = (time.monotonic(), order["category"])
                 wall[order["orderId"]] = time.time()
                 last_write = time.monotonic()
-                next_probe = now + args.every
+                next_probe = now + args.every + jitter.uniform(0, SENSOR_LOOP_SECONDS)
             pending_current = [o for o in written if o not in seen_current]
             if pending_current:
                 ids = ", ".join(f"'{o}'" for o in pending_current)
+                asked = time.monotonic()
                 for row in _query(
                     engine, f"SELECT order_id FROM orders_current WHERE order_id IN ({ids})"
                 ):
-                    seen_current[row["order_id"]] = time.monotonic()
+                    seen_current[row["order_id"]] = asked
             pending_aggregate = {c: o for o, (_, c) in written.items() if o not in seen_aggregate}
             if pending_aggregate:
                 names = ", ".join(f"'{c}'" for c in pending_aggregate)
                 sql = f"SELECT DISTINCT category FROM daily_sales_by_category WHERE category IN ({names})"
+                asked = time.monotonic()
                 for row in _query(engine, sql):
-                    seen_aggregate[pending_aggregate[row["category"]]] = time.monotonic()
+                    seen_aggregate[pending_aggregate[row["category"]]] = asked
             done = len(written) == args.probes and len(seen_aggregate) == args.probes
             if done or (
                 last_write
@@ -279,7 +287,7 @@ def main() -> None:
                 and time.monotonic() - last_write > args.drain
             ):
                 break
-            time.sleep(1.0)
+            time.sleep(0.5)
 
         for name, seen in (
             ("orders_current", seen_current),
