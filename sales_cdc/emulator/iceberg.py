@@ -24,9 +24,17 @@ import pyarrow as pa
 import sqlglot
 from pyiceberg import expressions as ice
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.manifest import ManifestContent, ManifestFile
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
-from pyiceberg.table import Table
+from pyiceberg.table import Table, TableProperties
+from pyiceberg.table.snapshots import Operation
+from pyiceberg.table.update.snapshot import (
+    UpdateSnapshot,
+    _FastAppendFiles,
+    _ManifestMergeManager,
+    _OverwriteFiles,
+)
 from pyiceberg.transforms import IdentityTransform, Transform, TruncateTransform
 from pyiceberg.types import (
     BinaryType,
@@ -45,6 +53,9 @@ from pyiceberg.types import (
 from sqlglot import exp
 
 COMMIT_ATTEMPTS = 8
+# A commit merges the table's data manifests into one once there are this many (Iceberg's
+# commit.manifest.min-count-to-merge, whose default is 100).
+MANIFEST_MERGE_COUNT = 8
 PARTITION_FIELD_ID_START = 1000
 
 _TYPES: dict[exp.DataType.Type, IcebergType] = {
@@ -562,7 +573,9 @@ class IcebergTables:
             return Committed(rows=0, files_written=0, bytes_written=0)
         written = [*new.files, *rewritten.files]
         with table.transaction() as transaction:
-            producer = transaction.update_snapshot(snapshot_properties=properties or {})
+            producer = _ManifestMergingUpdate(
+                transaction, io=table.io, snapshot_properties=properties or {}
+            )
             # A replace is an OVERWRITE snapshot even when the range held no files yet.
             replace = where is not None
             with producer.overwrite(commit_uuid) if replace else producer.fast_append() as snapshot:
@@ -686,6 +699,60 @@ class IcebergTables:
             deleted += 1
             size += object_size
         return deleted, size
+
+
+class _MergesManifests:
+    """A snapshot producer that merges the data manifests once there are MANIFEST_MERGE_COUNT.
+
+    pyiceberg's fast append and overwrite add one manifest per commit and keep every older one,
+    and planning a scan reads them all: a table merged into every few seconds was planned from
+    a few hundred manifests an hour after its last maintenance, each run slower than the last.
+    Iceberg's Java writers merge manifests on append and overwrite alike (MergingSnapshotProducer);
+    this is pyiceberg's own merge (the one its merge_append uses), on both.
+    """
+
+    def _process_manifests(self, manifests: list[ManifestFile]) -> list[ManifestFile]:
+        data = [m for m in manifests if m.content == ManifestContent.DATA]
+        deletes = [m for m in manifests if m.content != ManifestContent.DATA]
+        merger = _ManifestMergeManager(
+            target_size_bytes=TableProperties.MANIFEST_TARGET_SIZE_BYTES_DEFAULT,
+            min_count_to_merge=MANIFEST_MERGE_COUNT,
+            merge_enabled=True,
+            snapshot_producer=self,  # type: ignore[arg-type]
+        )
+        return merger.merge_manifests(data) + deletes
+
+
+class _MergingAppend(_MergesManifests, _FastAppendFiles):
+    pass
+
+
+class _MergingOverwrite(_MergesManifests, _OverwriteFiles):
+    pass
+
+
+class _ManifestMergingUpdate(UpdateSnapshot):
+    """pyiceberg's UpdateSnapshot whose appends and overwrites merge manifests."""
+
+    def fast_append(self) -> _MergingAppend:
+        return _MergingAppend(
+            operation=Operation.APPEND,
+            transaction=self._transaction,
+            io=self._io,
+            branch=self._branch,
+            snapshot_properties=self._snapshot_properties,
+        )
+
+    def overwrite(self, commit_uuid: uuid.UUID | None = None) -> _MergingOverwrite:
+        first = self._transaction.table_metadata.snapshot_by_name(name=self._branch) is None
+        return _MergingOverwrite(
+            commit_uuid=commit_uuid,
+            operation=Operation.APPEND if first else Operation.OVERWRITE,
+            transaction=self._transaction,
+            io=self._io,
+            branch=self._branch,
+            snapshot_properties=self._snapshot_properties,
+        )
 
 
 def _plain_types(data: pa.Table) -> pa.Table:
