@@ -7,7 +7,7 @@ in athena/orders_current (its order_id) and in athena/daily_sales_by_category (i
 Probes are `--every` seconds plus a random 0-5 s apart: a fixed spacing that is a multiple of
 Dagster's 5 s sensor loop would land every probe at the same point of the loop, and every probe
 would wait the same part of it. A probe counts as visible from the start of the first query that
-returned it (that query read a snapshot committed before it started); queries repeat every 0.5 s.
+returned it (that query read a snapshot committed before it started).
 Prints p50 / p95 / max of both latencies, and where the seconds go (medians over the probes):
 Firehose buffer (write -> object in S3), landing sensor (-> run requested), queue (-> run
 dequeued), process + code-location load (-> run started), the wait for the orders_current pool
@@ -287,7 +287,7 @@ def main() -> None:
                 and time.monotonic() - last_write > args.drain
             ):
                 break
-            time.sleep(0.5)
+            time.sleep(1.0)
 
         for name, seen in (
             ("orders_current", seen_current),
