@@ -705,8 +705,9 @@ class _MergesManifests:
     """A snapshot producer that merges the data manifests once there are MANIFEST_MERGE_COUNT.
 
     pyiceberg's fast append and overwrite add one manifest per commit and keep every older one,
-    and planning a scan reads them all: a table merged into every few seconds was planned from
-    a few hundred manifests an hour after its last maintenance, each run slower than the last.
+    and planning a scan reads them all: a table the demo merges into a few times a minute was
+    planned from over a hundred manifests by its next hourly maintenance, each run slower than
+    the last.
     Iceberg's Java writers merge manifests on append and overwrite alike (MergingSnapshotProducer);
     this is pyiceberg's own merge (the one its merge_append uses), on both.
     """
