@@ -34,11 +34,10 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME  # the sensor daemon's pass (5 s)
 from faker import Faker
 
 REPO = Path(__file__).resolve().parents[1]
-# Dagster's sensor daemon passes over the sensors every 5 s (MIN_INTERVAL_LOOP_TIME).
-SENSOR_LOOP_SECONDS = 5.0
 sys.path.insert(0, str(REPO))
 
 from sales_cdc.defs.orders.generator import new_order  # noqa: E402
@@ -264,7 +263,7 @@ def main() -> None:
                 written[order["orderId"]] = (time.monotonic(), order["category"])
                 wall[order["orderId"]] = time.time()
                 last_write = time.monotonic()
-                next_probe = now + args.every + jitter.uniform(0, SENSOR_LOOP_SECONDS)
+                next_probe = now + args.every + jitter.uniform(0, MIN_INTERVAL_LOOP_TIME)
             pending_current = [o for o in written if o not in seen_current]
             if pending_current:
                 ids = ", ".join(f"'{o}'" for o in pending_current)

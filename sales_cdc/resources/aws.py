@@ -35,8 +35,8 @@ def _thread_session(credentials: tuple[str | None, ...]) -> boto3.session.Sessio
     """This thread's boto3 session for these credentials (profile, key id, secret, token).
 
     Dagster builds a sensor's resources anew on every tick: a new session each time registered
-    botocore's handlers and built its endpoint resolver again (a quarter of a landing sensor
-    tick's CPU). A session is not thread-safe, its clients are: one per thread.
+    botocore's handlers and built its endpoint resolver again, on every tick. A session is not
+    thread-safe, its clients are: one per thread.
     """
     sessions = _local.__dict__.setdefault("sessions", {})
     if credentials not in sessions:
