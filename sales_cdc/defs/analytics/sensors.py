@@ -8,6 +8,7 @@ import dagster as dg
 from sales_cdc.defs.analytics.assets import AGGREGATE_KEYS, order_days, partitions_start
 from sales_cdc.defs.analytics.checks import ASSET_CHECKS
 from sales_cdc.defs.asset_keys import ORDERS_CURRENT
+from sales_cdc.defs.instance import tick_instance
 from sales_cdc.defs.landing.sensors import LAKE_TAG
 
 PAGE_SIZE = 100
@@ -48,7 +49,8 @@ def evaluate_aggregates(
     context: dg.SensorEvaluationContext, start: str
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick of aggregates_sensor; order days before `start` (partitions_start) are skipped."""
-    if _refresh_waiting(context.instance):
+    instance = tick_instance(context)
+    if _refresh_waiting(instance):
         # The waiting run starts behind the aggregates run now going on: the days changed since
         # are left for the next tick (the cursor stays), so they make one run instead of a queue.
         return dg.SkipReason("An aggregates run is waiting to start; changed days wait for it.")
@@ -58,7 +60,7 @@ def evaluate_aggregates(
     seen = 0
     page_cursor = None
     while True:
-        page = context.instance.fetch_materializations(
+        page = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=ORDERS_CURRENT, after_storage_id=after),
             limit=PAGE_SIZE,
             cursor=page_cursor,
@@ -92,7 +94,7 @@ def evaluate_aggregates(
             f"analytics.partitions_start ({start}): {skipped[:10]}"
         )
     assert order_days.name is not None
-    known = list(context.instance.get_dynamic_partitions(order_days.name))
+    known = list(instance.get_dynamic_partitions(order_days.name))
     new_days = sorted(valid - set(known))
     run_requests = []
     if valid:

@@ -16,6 +16,7 @@ from sales_cdc.defs.asset_keys import (
     ORDERS_CURRENT,
     RAW_ORDERS_CDC,
 )
+from sales_cdc.defs.instance import tick_instance
 from sales_cdc.defs.lake import catalog, projection
 from sales_cdc.defs.landing.checks import error_rate_check, no_error_records
 from sales_cdc.defs.landing.objects import partition_of
@@ -156,7 +157,7 @@ def evaluate_landing_objects(
         # Freshness policies look at materializations: Firehose's delivery is reported as one.
         events.append(dg.AssetMaterialization(asset_key=RAW_ORDERS_CDC, metadata=metadata))
         folders = {partition_of(o["Key"], stack.raw_prefix) for o in landing}
-        run_requests += landing_run_requests(context.instance, aws, folders, raw_state)
+        run_requests += landing_run_requests(tick_instance(context), aws, folders, raw_state)
     if errors:
         metadata = listing_metadata(errors, stack.errors_prefix, now)
         metadata["sample_keys"] = dg.MetadataValue.json([o["Key"] for o in errors][:3])
