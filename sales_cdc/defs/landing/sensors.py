@@ -7,7 +7,6 @@ from typing import Any
 
 import dagster as dg
 from botocore.exceptions import ClientError
-from dagster_aws.s3.sensor import get_objects
 
 from sales_cdc.defs.asset_keys import (
     ERRORS_ORDERS_CDC,
@@ -40,30 +39,58 @@ landing_checks_job = dg.define_asset_job(
 
 # How far before the newest LastModified seen the sensor keeps listing (see new_objects).
 LOOKBACK = timedelta(minutes=5)
+# raw/ is listed from the hour folder an hour before the look-back on: Firehose's keys sort by the
+# hour of their events (firehose.prefix in infra/stack.yaml), so a tick lists the last hours, not
+# the whole history. The first tick of every minute lists the whole prefix: an object delivered
+# late into an older folder (a stream backlog, a re-drive) is found within a minute, well inside
+# LOOKBACK, so nothing is missed.
+FOLDER_MARGIN = timedelta(hours=1)
+
+
+def hour_folder(moment: datetime) -> str:
+    """The hour folder Firehose writes the events of `moment` (UTC) to."""
+    return f"year={moment:%Y}/month={moment:%m}/day={moment:%d}/hour={moment:%H}"
+
+
+def whole_listing_due(context: dg.SensorEvaluationContext, now: datetime) -> bool:
+    """The first tick of a minute (or the first tick at all) lists the whole raw prefix."""
+    previous = context.last_tick_completion_time
+    return previous is None or int(previous // 60) != int(now.timestamp() // 60)
 
 
 def new_objects(
-    client: Any, bucket: str, prefix: str, state: dict[str, Any], limit: int
+    client: Any,
+    bucket: str,
+    prefix: str,
+    state: dict[str, Any],
+    limit: int,
+    hour_folders: bool = False,
 ) -> tuple[list[dict], dict[str, Any]]:
     """Objects not recorded yet, oldest first, at most `limit`; and the advanced cursor.
 
     S3 stamps an object with the time its upload started and with a coarse resolution, so an
     object can show up after others that carry a later LastModified. The cursor therefore lists
     from LOOKBACK before the newest LastModified it has seen and remembers the keys it recorded
-    since then: nothing is missed and nothing is recorded twice.
+    since then: nothing is missed and nothing is recorded twice. With `hour_folders`, only the
+    hour folders from FOLDER_MARGIN before that on are listed.
     """
     newest_seen = (
         datetime.fromisoformat(state["last_modified"]) if state.get("last_modified") else None
     )
+    since = newest_seen - LOOKBACK if newest_seen else None
     seen: dict[str, str] = dict(state.get("keys") or {})
-    listed = get_objects(
-        bucket,
-        prefix,
-        since_last_modified=newest_seen - LOOKBACK if newest_seen else None,
-        client=client,
-    )
+    listing = {"Bucket": bucket, "Prefix": prefix}
+    if hour_folders and since:
+        # Every key of that folder and of the later ones sorts after the folder's own name.
+        listing["StartAfter"] = prefix + hour_folder(since.astimezone(UTC) - FOLDER_MARGIN)
     fresh = sorted(
-        (o for o in listed if o["Key"] not in seen), key=lambda o: (o["LastModified"], o["Key"])
+        (
+            o
+            for page in client.get_paginator("list_objects_v2").paginate(**listing)
+            for o in page.get("Contents", [])
+            if (since is None or o["LastModified"] > since) and o["Key"] not in seen
+        ),
+        key=lambda o: (o["LastModified"], o["Key"]),
     )[:limit]
     if not fresh:
         return [], state
@@ -143,7 +170,12 @@ def evaluate_landing_objects(
     run_requests: list[dg.RunRequest] = []
 
     landing, raw_state = new_objects(
-        client, stack.bucket, stack.raw_prefix, cursor.get("raw", {}), limit
+        client,
+        stack.bucket,
+        stack.raw_prefix,
+        cursor.get("raw", {}),
+        limit,
+        hour_folders=not whole_listing_due(context, now),
     )
     errors, error_state = new_objects(
         client, stack.bucket, stack.errors_prefix, cursor.get("errors", {}), limit

@@ -338,3 +338,57 @@ def test_sensor_skips_until_the_stack_is_provisioned(aws: AwsResource):
         result = _tick(aws, instance, None)
         assert isinstance(result, dg.SkipReason)
         assert "provision_infrastructure" in (result.skip_message or "")
+
+
+def test_a_tick_lists_the_last_hours_and_once_a_minute_the_whole_prefix(aws: AwsResource):
+    """raw/ is listed from the hour folder an hour before the look-back on; an object delivered
+    late into an older folder is found by the whole listing, the first tick of a minute."""
+    from datetime import timedelta
+
+    from sales_cdc.defs.landing.sensors import hour_folder, new_objects, whole_listing_due
+
+    stack = aws.stack()
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=stack.bucket)
+    now = datetime.now(UTC)
+
+    def put(moment: datetime) -> str:
+        key = f"{stack.raw_prefix}{hour_folder(moment)}/delivery-{uuid.uuid4()}.gz"
+        s3.put_object(Bucket=stack.bucket, Key=key, Body=gzip.compress(b"{}\n"))
+        return key
+
+    first = put(now)
+    fresh, state = new_objects(s3, stack.bucket, stack.raw_prefix, {}, 500, hour_folders=True)
+    assert [o["Key"] for o in fresh] == [first]
+    # Landed just now, but into a folder three hours old (a stream backlog, a re-drive).
+    late, current = put(now - timedelta(hours=3)), put(now)
+    listed: list[dict] = []
+    paginate = s3.get_paginator("list_objects_v2").paginate
+
+    class Recording:
+        def get_paginator(self, operation: str):
+            assert operation == "list_objects_v2"
+            return self
+
+        def paginate(self, **kwargs):
+            listed.append(kwargs)
+            return paginate(**kwargs)
+
+    windowed, _ = new_objects(
+        Recording(), stack.bucket, stack.raw_prefix, state, 500, hour_folders=True
+    )
+    assert [o["Key"] for o in windowed] == [current]
+    since = datetime.fromisoformat(state["last_modified"]) - timedelta(minutes=5)
+    assert listed[-1]["StartAfter"] == stack.raw_prefix + hour_folder(since - timedelta(hours=1))
+    whole, state = new_objects(s3, stack.bucket, stack.raw_prefix, state, 500)
+    assert sorted(o["Key"] for o in whole) == sorted([late, current])
+    assert new_objects(s3, stack.bucket, stack.raw_prefix, state, 500)[0] == []
+
+    # The whole listing is due on the first tick of each minute, and on the very first tick.
+    minute = datetime(2026, 12, 6, 1, 7, tzinfo=UTC)
+    assert whole_listing_due(dg.build_sensor_context(), minute)
+    ticked = dg.SensorEvaluationContext(
+        instance_ref=None, last_tick_completion_time=(minute - timedelta(seconds=2)).timestamp()
+    )
+    assert whole_listing_due(ticked, minute + timedelta(seconds=1))
+    assert not whole_listing_due(ticked, minute - timedelta(seconds=1))
