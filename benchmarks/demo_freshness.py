@@ -4,9 +4,9 @@ Starts `sales-cdc demo` on free ports (its own state directory), lets the pipeli
 writes probe orders straight into OrderTable at a steady pace while the demo's own generator keeps
 running. Each probe has a category of its own, so the moment it becomes visible is observable both
 in athena/orders_current (its order_id) and in athena/daily_sales_by_category (its category).
-Probes are `--every` seconds plus a random 0-5 s apart: a fixed spacing that is a multiple of a
-sensor's tick period (1.5 s in the demo, 5 s under Dagster's own daemon) would land every probe at
-the same point of it, and every probe would wait the same part of it. A probe counts as visible from the start of the first query that
+Probes are `--every` seconds plus a random 0-5 s apart: a fixed spacing that is a multiple of
+Dagster's 5 s sensor loop would land every probe at the same point of the loop, and every probe
+would wait the same part of it. A probe counts as visible from the start of the first query that
 returned it (that query read a snapshot committed before it started).
 Prints p50 / p95 / max of both latencies, and where the seconds go (medians over the probes):
 Firehose buffer (write -> object in S3), landing sensor (-> run requested), queue (-> run
@@ -34,6 +34,7 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dagster._daemon.sensor import MIN_INTERVAL_LOOP_TIME  # the sensor daemon's pass (5 s)
 from faker import Faker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +46,6 @@ from sales_cdc.emulator.server import free_port  # noqa: E402
 from sales_cdc.resources import build_resources  # noqa: E402
 from sales_cdc.resources.query import QueryFailedError  # noqa: E402
 from sales_cdc.settings import apply_local_credentials, load_settings  # noqa: E402
-
-JITTER_SECONDS = 5.0  # at least a sensor's tick period (Dagster's own daemon: 5 s)
 
 
 def _wait(url: str, timeout: float) -> None:
@@ -264,7 +263,7 @@ def main() -> None:
                 written[order["orderId"]] = (time.monotonic(), order["category"])
                 wall[order["orderId"]] = time.time()
                 last_write = time.monotonic()
-                next_probe = now + args.every + jitter.uniform(0, JITTER_SECONDS)
+                next_probe = now + args.every + jitter.uniform(0, MIN_INTERVAL_LOOP_TIME)
             pending_current = [o for o in written if o not in seen_current]
             if pending_current:
                 ids = ", ".join(f"'{o}'" for o in pending_current)

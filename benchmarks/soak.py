@@ -1,7 +1,7 @@
 """Soak: 20,000+ changes through the whole local demo, with every process's memory watched.
 
 Starts `sales-cdc demo` on free ports (its own state directory) exactly as a user does: emulator,
-provisioning, runtime and Dagster (code server, webserver, daemon), with the generator
+provisioning, runtime and `dagster dev` (webserver, daemon, code server), with the generator
 schedule, sensors and crawler running as usual. It then launches the generator as a user would
 (`dagster asset materialize --select dynamodb/orders` with a large mix, in the demo's Dagster
 instance) batch after batch, and reads each batch's write rate from its materialization. It
@@ -39,10 +39,11 @@ from sales_cdc.emulator.server import free_port  # noqa: E402
 PROCESSES = {
     "emulator": "sales_cdc.cli emulator",
     "runtime": "sales_cdc.cli runtime",
+    "dagster dev": "dagster dev",
     "dagster webserver": "-m dagster_webserver",
-    "dagster daemon": "-m sales_cdc.daemon run",
+    "dagster daemon": "-m dagster._daemon run",
     "code server": "-m dagster api grpc",
-    "code server proxy": "dagster code-server start",
+    "code server proxy": "-m dagster code-server start",
     "run launcher preloader": "-m sales_cdc.run_launcher",
 }
 

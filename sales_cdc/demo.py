@@ -21,8 +21,6 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-import yaml
-
 from sales_cdc.emulator.server import free_port
 from sales_cdc.settings import SettingsError, load_settings
 from sales_cdc.stack import REPO_ROOT
@@ -31,8 +29,6 @@ DEMO_DIR = REPO_ROOT / ".demo"
 # The Dagster instance's settings (infra/dagster.yaml, also the one to use on aws): queued runs
 # picked up every half second, sensors evaluated side by side, one lake-writing run at a time.
 DAGSTER_YAML = REPO_ROOT / "infra" / "dagster.yaml"
-# The code location Dagster's services load (the one `dagster dev -w workspace.yaml` loads).
-WORKSPACE_YAML = REPO_ROOT / "workspace.yaml"
 
 
 class DemoError(RuntimeError):
@@ -69,22 +65,6 @@ def _wait_http(url: str, timeout: float, child: Child) -> None:
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
     raise DemoError(f"{child.name} did not answer on {url} within {timeout:.0f}s:\n{_tail(child)}")
-
-
-def _wait_tcp(port: int, timeout: float, child: Child) -> None:
-    """Wait until `child` accepts connections on 127.0.0.1:`port`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.process.poll() is not None:
-            raise DemoError(
-                f"{child.name} exited with code {child.process.returncode}:\n{_tail(child)}"
-            )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-            return
-        time.sleep(0.25)
-    raise DemoError(
-        f"{child.name} did not listen on port {port} within {timeout:.0f}s:\n{_tail(child)}"
-    )
 
 
 def _stats() -> dict[int, list[str]]:
@@ -279,7 +259,19 @@ class Demo:
         )  # fmt: skip
         self.children.remove(first)
         self.one_shots.append(first)
-        ui = self.start_dagster(python, dagster)
+        ui = self.start(
+            "dagster",
+            [
+                dagster,
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.ui_port),
+            ],
+        )
         _wait_http(f"http://127.0.0.1:{self.ui_port}/server_info", 180, ui)
         if not _port_free(self.dashboard_port):  # the dashboard is optional: take a free port
             self.dashboard_port = free_port()
@@ -295,37 +287,6 @@ class Demo:
             flush=True,
         )
         return self.supervise()
-
-    def start_dagster(self, python: str, dagster: str) -> Child:
-        """Dagster's three services, as `dagster dev` starts them: one code server for the code
-        location of workspace.yaml, shared by the webserver and the daemon. The daemon is
-        sales_cdc/daemon.py's, its sensors passed over every half second instead of every 5 s.
-        Returns the webserver."""
-        (location,) = yaml.safe_load(WORKSPACE_YAML.read_text())["load_from"]
-        module = location["python_module"]
-        grpc_port = free_port()
-        workspace = self.home / "workspace.yaml"
-        grpc_server = {
-            "host": "127.0.0.1",
-            "port": grpc_port,
-            "location_name": module["location_name"],
-        }
-        workspace.write_text(yaml.safe_dump({"load_from": [{"grpc_server": grpc_server}]}))
-        code_server = self.start(
-            "dagster-code-server",
-            [dagster, "code-server", "start", "-m", module["module_name"],
-             "--location-name", module["location_name"], "-h", "127.0.0.1", "-p", str(grpc_port)],
-        )  # fmt: skip
-        _wait_tcp(grpc_port, 60, code_server)
-        ui = self.start(
-            "dagster-webserver",
-            [python, "-m", "dagster_webserver", "-w", str(workspace),
-             "-h", "127.0.0.1", "-p", str(self.ui_port)],
-        )  # fmt: skip
-        self.start(
-            "dagster-daemon", [python, "-m", "sales_cdc.daemon", "run", "-w", str(workspace)]
-        )
-        return ui
 
     def supervise(self) -> int:
         while True:
@@ -360,7 +321,7 @@ class Demo:
             child.log.close()
         self.one_shots.clear()
         for child in reversed(self.children):
-            # What the child started itself (the code server's own server process, runs) is
+            # What the child started itself (dagster dev's webserver, daemon, code servers) is
             # ended too when the child leaves it behind (e.g. killed after its timeout).
             below = descendants(child.process.pid)
             if child.process.poll() is None:
