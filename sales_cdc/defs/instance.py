@@ -3,9 +3,9 @@
 Dagster opens the instance anew from its reference for every tick that reads
 `context.instance`. On SQLite storage that checks the schema against its migrations, loading
 Alembic's scripts from disk: half of the CPU the demo's code server spent on sensor ticks
-(py-spy). The instance only reads and writes its storage, so one per
-reference serves every tick of the process. (A sensor with resources, like the landing sensor,
-still opens one per tick: Dagster builds the tick's resources with it before the sensor runs.)
+(py-spy). The instance only reads and writes its storage, so one per reference serves every tick
+of the process. (A sensor with resources, like the landing sensor, still opens one per tick:
+Dagster builds the tick's resources with it before the sensor runs.)
 """
 
 from __future__ import annotations
