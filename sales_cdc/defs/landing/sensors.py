@@ -81,7 +81,9 @@ def new_objects(
     seen: dict[str, str] = dict(state.get("keys") or {})
     listing = {"Bucket": bucket, "Prefix": prefix}
     if hour_folders and since:
-        # Every key of that folder and of the later ones sorts after the folder's own name.
+        # S3 lists keys in UTF-8 lexicographic order from after StartAfter, which need not exist
+        # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html): every key of
+        # that folder and of the later ones sorts after the folder's own name.
         listing["StartAfter"] = prefix + hour_folder(since.astimezone(UTC) - FOLDER_MARGIN)
     fresh = sorted(
         (

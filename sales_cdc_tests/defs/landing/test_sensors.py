@@ -342,7 +342,9 @@ def test_sensor_skips_until_the_stack_is_provisioned(aws: AwsResource):
 
 def test_a_tick_lists_the_last_hours_and_once_a_minute_the_whole_prefix(aws: AwsResource):
     """raw/ is listed from the hour folder an hour before the look-back on; an object delivered
-    late into an older folder is found by the whole listing, the first tick of a minute."""
+    late into an older folder is found by the whole listing, the first tick of a minute.
+    StartAfter as the emulator (moto) models it: a key that need not exist, keys after it in
+    lexicographic order (https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html)."""
     from datetime import timedelta
 
     from sales_cdc.defs.landing.sensors import hour_folder, new_objects, whole_listing_due
